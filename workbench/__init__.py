@@ -1,0 +1,27 @@
+"""workbench: scrape labelled images, train and test classifiers, record every run,
+meta-learn few-shot learners and meta-analyse the stored runs — from Jupyter.
+
+``import workbench`` is light (no torch): heavy names are imported on first use.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+from .runlog import Run, RunLog, RunLogError  # noqa: E402
+
+# name -> module that defines it; resolved lazily so the CLI starts fast.
+_LAZY = {
+    "WorkbenchLogger": "workbench.runlog.lightning",
+}
+
+__all__ = ["__version__", "RunLog", "Run", "RunLogError", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    mod = _LAZY.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'workbench' has no attribute {name!r}")
+    return getattr(importlib.import_module(mod), name)

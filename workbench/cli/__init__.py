@@ -1,0 +1,52 @@
+"""``python -m workbench``: one sub-command module per job.
+
+Each module in ``COMMAND_MODULES`` exposes ``register(subparsers)``.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from typing import Sequence
+
+COMMAND_MODULES = [
+    "workbench.cli.runs",
+    "workbench.cli.tour",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m workbench",
+        description="The meta-learning workbench: scrape → train → record → meta-learn → meta-analyse.",
+    )
+    from .. import __version__
+
+    parser.add_argument("--version", action="version", version=f"workbench {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        rc = args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # one clear line, not a traceback (WORKBENCH_DEBUG=1 shows it)
+        if os.environ.get("WORKBENCH_DEBUG"):
+            raise
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"error: {msg}", file=sys.stderr)
+        return 1
+    return int(rc or 0)

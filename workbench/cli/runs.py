@@ -1,0 +1,100 @@
+"""``python -m workbench runs list|show|rm``: read and tidy the run log."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ..runlog import RunLog
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("runs", help="list, show or remove runs in the run log",
+                       description="Read and tidy the run log ($WORKBENCH_HOME/runs.json by default).")
+    rs = p.add_subparsers(dest="runs_command", metavar="ACTION")
+
+    def db_opt(q: argparse.ArgumentParser) -> None:
+        q.add_argument("--db", metavar="PATH", help="run-log file (default: $WORKBENCH_HOME/runs.json)")
+
+    q = rs.add_parser("list", help="one line per run")
+    db_opt(q)
+    q.add_argument("--status", help="only runs with this status")
+    q.add_argument("--kind", help="only runs of this kind")
+    q.add_argument("--name", help="only runs with this name")
+    q.add_argument("--tag", help="only runs with this tag")
+    q.add_argument("--json", action="store_true", help="JSON array of records")
+    q.set_defaults(func=cmd_list)
+
+    q = rs.add_parser("show", help="one run's record")
+    db_opt(q)
+    q.add_argument("id", help="run id, unique id prefix, or name")
+    q.add_argument("--json", action="store_true", help="the full record as JSON, metrics included")
+    q.set_defaults(func=cmd_show)
+
+    q = rs.add_parser("rm", help="delete a run and its folder")
+    db_opt(q)
+    q.add_argument("id", help="run id, unique id prefix, or name")
+    q.set_defaults(func=cmd_rm)
+    p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
+
+
+def _summary_text(rec: dict) -> str:
+    s = rec.get("summary") or {}
+    for key in ("accuracy", "test_accuracy", "best_val_accuracy", "val_accuracy"):
+        if isinstance(s.get(key), (int, float)):
+            acc = f"{s[key]:.3f}"
+            if isinstance(s.get("ci95"), (int, float)):
+                acc += f"±{s['ci95']:.3f}"
+            return f"{key}={acc}"
+    last = (rec.get("metrics_summary") or {}).get("train_loss", {}).get("last")
+    return f"train_loss={last:.4f}" if isinstance(last, (int, float)) else ""
+
+
+def format_table(recs: list[dict]) -> str:
+    """A fixed-width table of runs (used by ``runs list`` and the tour)."""
+    if not recs:
+        return "(no runs)"
+    rows = [("ID", "NAME", "KIND", "STATUS", "CREATED", "RESULT")]
+    for r in recs:
+        rows.append((r["id"], str(r.get("name", ""))[:28], r.get("kind", ""), r.get("status", ""),
+                     str(r.get("created_at", ""))[:19].replace("T", " "), _summary_text(r)))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    log = RunLog(args.db)
+    recs = log.find(status=args.status, kind=args.kind, name=args.name, tag=args.tag)
+    if args.json:
+        json.dump(recs, sys.stdout, indent=1, default=str)
+        sys.stdout.write("\n")
+    else:
+        print(format_table(recs))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    log = RunLog(args.db)
+    rec = log.get(args.id)
+    if args.json:
+        json.dump(rec, sys.stdout, indent=1, default=str)
+        sys.stdout.write("\n")
+        return 0
+    metrics = rec.pop("metrics", [])
+    for key in ("id", "name", "kind", "status", "created_at", "updated_at", "durations", "tags", "error",
+                "dataset", "summary", "env", "dir", "artifacts"):
+        if rec.get(key) not in (None, {}, [], ""):
+            print(f"{key:>11}: {json.dumps(rec[key], default=str) if isinstance(rec[key], (dict, list)) else rec[key]}")
+    print(f"{'config':>11}: {json.dumps(rec.get('config'), indent=1, default=str)}")
+    if rec.get("epochs"):
+        print(f"{'epochs':>11}: {len(rec['epochs'])}; last {json.dumps(rec['epochs'][-1])}")
+    print(f"{'metrics':>11}: {len(metrics)} rows; last {json.dumps(metrics[-1]) if metrics else '-'}")
+    return 0
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    log = RunLog(args.db)
+    rid = log.resolve(args.id)
+    log.delete(rid)
+    print(f"removed {rid}")
+    return 0

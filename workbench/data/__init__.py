@@ -1,0 +1,1 @@
+"""workbench.data (see DESIGN.md)."""

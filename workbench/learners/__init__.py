@@ -1,0 +1,1 @@
+"""workbench.learners (see DESIGN.md)."""

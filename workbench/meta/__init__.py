@@ -1,0 +1,1 @@
+"""workbench.meta (see DESIGN.md)."""

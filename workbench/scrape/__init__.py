@@ -1,0 +1,1 @@
+"""workbench.scrape (see DESIGN.md)."""

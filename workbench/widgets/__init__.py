@@ -1,0 +1,1 @@
+"""workbench.widgets (see DESIGN.md)."""
