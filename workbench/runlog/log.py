@@ -60,8 +60,8 @@ def utcnow() -> str:
 
 
 def new_run_id() -> str:
-    """A sortable id that stays unique across processes and hosts: time + 6 random hex."""
-    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
+    """A sortable id that stays unique across processes and hosts: UTC time + 40 random bits."""
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(5)
 
 
 def _proc_start_time(pid: int) -> str | None:
