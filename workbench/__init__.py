@@ -15,6 +15,8 @@ from .runlog import Run, RunLog, RunLogError  # noqa: E402
 # name -> module that defines it; resolved lazily so the CLI starts fast.
 _LAZY = {
     "WorkbenchLogger": "workbench.runlog.lightning",
+    "demo_dataset": "workbench.scrape",
+    "SerpApiStub": "workbench.scrape",
 }
 
 __all__ = ["__version__", "RunLog", "Run", "RunLogError", *_LAZY]

@@ -13,6 +13,7 @@ from typing import Sequence
 COMMAND_MODULES = [
     "workbench.cli.runs",
     "workbench.cli.tour",
+    "workbench.cli.scrape",
 ]
 
 
