@@ -1,0 +1,93 @@
+"""Synthetic runs and image folders for the meta-analysis tests (no training needed)."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+def synth_curve(steps: int, lr: float, seed: int = 0, kind: str = "ok") -> list[float]:
+    """A noisy training-loss curve: decays at a rate set by lr; explodes, stalls or NaNs on request."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(steps)
+    rate = min(lr, 0.5) * 8 / steps
+    base = 0.3 + 2.0 * np.exp(-rate * t * 10)
+    if kind == "flat":
+        base = np.full(steps, 2.3)
+    curve = base * (1 + 0.05 * rng.standard_normal(steps))
+    if kind == "explode":
+        start = steps // 10
+        curve[start:] = curve[start] * np.exp(0.15 * (t[start:] - start))
+    if kind == "nan":
+        curve[steps // 8:] = math.nan
+    return [float(x) for x in curve]
+
+
+def add_run(log, name, config, losses, score=None, status="completed", tags=(), dataset=None, epochs=None,
+            **fields):
+    """Write one finished run with a loss curve into ``log`` and return its id."""
+    run = log.start(name, config.get("kind", "baseline"), config, tags=list(tags), dataset=dataset)
+    for i, v in enumerate(losses):
+        run.log_metrics({"train_loss": v}, step=i, epoch=i * (epochs or 1) // max(len(losses), 1))
+    for e, row in enumerate(epochs_rows(losses, epochs or 0)):
+        run.log_epoch(e, row)
+    if fields:
+        run.update(**fields)
+    summary = {"test_accuracy": score} if score is not None else {}
+    run.finish(status, summary=summary)
+    return run.id
+
+
+def epochs_rows(losses, n):
+    out = []
+    for e in range(n):
+        chunk = losses[e * len(losses) // n:(e + 1) * len(losses) // n]
+        finite = [x for x in chunk if x == x]
+        out.append({"val_loss": float(np.mean(finite)) if finite else float("nan")})
+    return out
+
+
+def write_folder(root: Path, style: str, n_classes: int = 4, per_class: int = 8, size: int = 28,
+                 seed: int = 0) -> Path:
+    """A tiny ImageFolder: 'strokes' (gray lines on black), 'blobs' (colour discs), 'noise' (RGB noise)."""
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng(seed)
+    for c in range(n_classes):
+        d = root / f"class_{c}"
+        d.mkdir(parents=True, exist_ok=True)
+        angle = c * math.pi / n_classes
+        colour = tuple(int(x) for x in rng.integers(40, 255, 3))
+        for i in range(per_class):
+            if style == "strokes":
+                im = Image.new("L", (size, size), 0)
+                dr = ImageDraw.Draw(im)
+                cx, cy = size / 2 + rng.normal(0, 1.5), size / 2 + rng.normal(0, 1.5)
+                dx, dy = math.cos(angle) * size * 0.4, math.sin(angle) * size * 0.4
+                dr.line([(cx - dx, cy - dy), (cx + dx, cy + dy)], fill=255, width=3)
+            elif style == "blobs":
+                im = Image.new("RGB", (size, size), (200, 220, 240))
+                dr = ImageDraw.Draw(im)
+                r = size * (0.15 + 0.05 * c) + rng.normal(0, 1)
+                cx, cy = size / 2 + rng.normal(0, 3), size / 2 + rng.normal(0, 3)
+                dr.ellipse([cx - r, cy - r, cx + r, cy + r], fill=colour)
+            elif style == "noise":
+                a = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
+                a[..., c % 3] = np.clip(a[..., c % 3].astype(int) + 60, 0, 255)
+                im = Image.fromarray(a)
+            else:
+                raise ValueError(style)
+            im.save(d / f"img_{i:03d}.png")
+    return root
+
+
+@pytest.fixture()
+def synth():
+    """Helpers: ``synth.curve``, ``synth.add_run``, ``synth.folder``."""
+    class S:
+        curve = staticmethod(synth_curve)
+        add_run = staticmethod(add_run)
+        folder = staticmethod(write_folder)
+    return S
