@@ -13,3 +13,12 @@ if not os.environ.get("WORKBENCH_TEST_KEEP_HOME"):
 os.environ.setdefault("MPLBACKEND", "Agg")
 # A SerpApi key in the developer's shell must never reach the tests.
 os.environ.pop("SERPAPI_API_KEY", None)
+
+
+def pytest_addoption(parser) -> None:
+    """``--no-browser``: skip the JupyterLab-in-chromium tests (tests/browser), e.g. without chromium.
+
+    Options can only be registered from the root conftest (or a plugin), so it lives here.
+    """
+    parser.addoption("--no-browser", action="store_true", default=False,
+                     help="skip the browser tests (tests/browser); they are reported as skipped")

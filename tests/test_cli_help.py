@@ -1,0 +1,110 @@
+"""The newcomer path: ``python -m workbench --help`` lists every command with a one-line
+description, every command (and sub-action) answers ``--help``, and the README's commands are
+ones the CLI accepts.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from workbench.cli import COMMAND_MODULES, build_parser
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> argparse._SubParsersAction | None:
+    return next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+
+
+def _commands(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """name -> one-line help of each sub-command of ``parser`` (aliases excluded)."""
+    sub = _subparsers(parser)
+    return {a.dest: a.help for a in sub._choices_actions} if sub else {}
+
+
+def test_every_cli_module_is_registered():
+    """A command module that is not in COMMAND_MODULES would be invisible to users."""
+    on_disk = {f"workbench.cli.{p.stem}" for p in (REPO / "workbench" / "cli").glob("*.py")
+               if p.stem != "__init__" and not p.stem.startswith("_")}
+    assert on_disk <= set(COMMAND_MODULES), f"not listed in COMMAND_MODULES: {on_disk - set(COMMAND_MODULES)}"
+    for name in COMMAND_MODULES:
+        assert callable(getattr(importlib.import_module(name), "register", None)), f"{name} has no register()"
+
+
+def test_every_command_has_one_line_help():
+    commands = _commands(build_parser())
+    assert {"runs", "tour"} <= set(commands), commands
+    for name, text in commands.items():
+        assert text and text.strip(), f"command {name!r} has no help line"
+        assert "\n" not in text, f"command {name!r}: help must be one line, got {text!r}"
+        assert len(text) <= 100, f"command {name!r}: help is {len(text)} chars; keep it to one short line"
+
+
+def test_help_lists_every_command():
+    """The real entry point, as a user types it: each command sits on one line with its help."""
+    # Wide enough that argparse does not wrap; the check is about content, not the terminal.
+    env = dict(os.environ, COLUMNS="200")
+    out = subprocess.run([sys.executable, "-m", "workbench", "--help"], capture_output=True,
+                         text=True, env=env, cwd=REPO, timeout=60)
+    assert out.returncode == 0, out.stderr
+    # argparse puts the help of a name longer than its help column on the next line.
+    listed = dict(re.findall(r"^ {4}(\S+)(?: {2,}|\n {6,})(\S[^\n]*)$", out.stdout, flags=re.M))
+    for name, text in _commands(build_parser()).items():
+        assert name in listed, f"`python -m workbench --help` does not list {name!r}:\n{out.stdout}"
+        assert listed[name].strip() == text, (name, listed[name])
+
+
+def test_no_arguments_prints_help():
+    out = subprocess.run([sys.executable, "-m", "workbench"], capture_output=True, text=True,
+                         cwd=REPO, timeout=60)
+    assert out.returncode == 2
+    assert "commands" in out.stdout and "tour" in out.stdout
+
+
+def _all_parsers(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
+    yield path, parser
+    sub = _subparsers(parser)
+    if sub:
+        for name, child in sub.choices.items():
+            yield from _all_parsers(child, path + (name,))
+
+
+@pytest.mark.parametrize("path", [p for p, _ in _all_parsers(build_parser()) if p],
+                         ids=lambda p: " ".join(p))
+def test_each_command_answers_help(path, capsys):
+    """``python -m workbench CMD [ACTION] --help`` exits 0 and documents every option."""
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args([*path, "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: python -m workbench " + " ".join(path))
+    parser = dict(_all_parsers(build_parser()))[path]
+    for action in parser._actions:
+        if action.option_strings and action.help is not argparse.SUPPRESS:
+            assert action.help, f"{' '.join(path)} {action.option_strings[0]} has no help"
+    for name, text in _commands(parser).items():
+        assert text, f"{' '.join(path)} {name} has no help line"
+
+
+def test_readme_commands_parse():
+    """Every ``python -m workbench …`` line in the README's code blocks is accepted by the CLI."""
+    readme = (REPO / "README.md").read_text()
+    blocks = re.findall(r"```(?:bash|sh|console)?\n(.*?)```", readme, flags=re.S)
+    cmds = [m.group(1).split("#")[0].split("&&")[0].strip()
+            for block in blocks for m in re.finditer(r"python -m workbench ([^\n]*)", block)]
+    assert any(c.startswith("tour") for c in cmds), "README lost its `python -m workbench tour` line"
+    for cmd in cmds:
+        argv = cmd.split()
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit as exc:  # --help in the README is fine; anything else is a typo
+            assert exc.code == 0, f"README command does not parse: python -m workbench {cmd}"
+            continue
+        assert getattr(args, "func", None), f"README command does nothing: python -m workbench {cmd}"
