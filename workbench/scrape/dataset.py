@@ -39,7 +39,7 @@ def safe_label(label: str) -> str:
     if not isinstance(label, str):
         raise TypeError(f"label: {label!r} must be a string")
     text = unicodedata.normalize("NFKC", label).strip().casefold()
-    text = "".join(ch for ch in text if unicodedata.category(ch)[0] != "C")  # control/format chars
+    text = "".join(" " if unicodedata.category(ch)[0] == "C" else ch for ch in text)  # control/format chars
     folder = _UNSAFE.sub("_", text).strip("._-")
     digest = hashlib.sha256(label.encode("utf-8")).hexdigest()[:8]
     if not folder:

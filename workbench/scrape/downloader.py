@@ -194,6 +194,10 @@ class Downloader:
         self._local = threading.local()
         self._sessions: list[requests.Session] = []
         self._lock = self.manifest.lock
+        # Per-label downloads in flight: a fetch starts only while accepted + in flight
+        # < limit, so a limited build fetches (almost) nothing it will throw away.
+        self._cond = threading.Condition(self._lock)
+        self._inflight: Counter = Counter()
 
     # -- http -----------------------------------------------------------------
     def _session(self) -> requests.Session:
@@ -246,11 +250,18 @@ class Downloader:
 
     def _one(self, item: ImageResult, folder: str, report: DownloadReport) -> None:
         st = report.stats[item.label]
+        reserved = False
         try:
-            with self._lock:
-                if self._limit_reached(item.label):
-                    st.skipped += 1
-                    return
+            with self._cond:
+                while self.limit is not None:
+                    if self.manifest.counts[item.label] + self._inflight[item.label] < self.limit:
+                        break
+                    if self._inflight[item.label] == 0:
+                        st.skipped += 1
+                        return
+                    self._cond.wait()  # an in-flight fetch may still fail and free a slot
+                self._inflight[item.label] += 1
+                reserved = True
             data = self.fetch(item.original)
             im = decode_image(data, min_side=self.min_side)
             sha = hashlib.sha256(data).hexdigest()
@@ -290,8 +301,11 @@ class Downloader:
         except Rejected as rj:
             self._reject(report, item, rj.reason, rj.detail)
         finally:
-            with self._lock:
+            with self._cond:
                 st.done += 1
+                if reserved:
+                    self._inflight[item.label] -= 1
+                    self._cond.notify_all()
             if self.progress is not None:
                 try:
                     self.progress(item.label, st)

@@ -165,7 +165,7 @@ class SerpApiStub:
         self._server = _Server((self.host, self.port), _Handler)
         self._server.stub = self
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
                                         name=f"serpapi-stub-{self.port}", daemon=True)
         self._thread.start()
         return self
