@@ -132,9 +132,7 @@ def test_preview_grid(tmp_path, stub, runlog):
            log=lambda m: None)
     fig = preview(tmp_path / "ds", per_label=4)
     assert len(fig.axes) == 8 and sum(bool(ax.images) for ax in fig.axes) == 8
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
+    assert [ax.get_ylabel() for ax in fig.axes[::4]] == ["arctic fox\n(5)", "red fox\n(5)"]
 
 
 def test_demo_dataset_is_learnable_shaped_and_idempotent(tmp_path, monkeypatch):

@@ -175,15 +175,13 @@ def preview(root: str | os.PathLike, per_label: int = 8, *, labels: Iterable[str
             thumb: int = 64, seed: int = 0):
     """A matplotlib figure: one row of thumbnails per label (from the manifest).
 
-    Returns the figure (not shown), so notebooks ``display`` it and panels render it to PNG.
+    Returns a ``matplotlib.figure.Figure`` (not registered with pyplot), so notebooks
+    ``display`` it and panels render it to PNG from any thread.
     """
     import random
 
-    import matplotlib
-
-    if "matplotlib.pyplot" not in __import__("sys").modules and not os.environ.get("MPLBACKEND"):
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # A bare Figure, not pyplot: safe from worker threads and never shown twice.
+    from matplotlib.figure import Figure
     from PIL import Image
 
     root = Path(root)
@@ -195,8 +193,8 @@ def preview(root: str | os.PathLike, per_label: int = 8, *, labels: Iterable[str
     if not wanted:
         raise ValueError(f"preview: no images in {root} (is it a scraped dataset with a {MANIFEST}?)")
     rng = random.Random(seed)
-    fig, axes = plt.subplots(len(wanted), per_label, figsize=(per_label * 1.1, len(wanted) * 1.2 + 0.3),
-                             squeeze=False)
+    fig = Figure(figsize=(per_label * 1.1, len(wanted) * 1.2 + 0.3))
+    axes = fig.subplots(len(wanted), per_label, squeeze=False)
     for i, label in enumerate(wanted):
         items = by_label.get(label, [])
         pick = rng.sample(items, min(per_label, len(items)))
