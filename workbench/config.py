@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import json
+import warnings
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -387,7 +388,18 @@ class TrainingCommand:
         from .nets.builder import build_model
 
         model = build_model(self.model, n_labels=n_labels, in_shape=in_shape, path="model")
-        build_component(self.criterion, registry.losses(), "criterion", "loss")
+        crit = build_component(self.criterion, registry.losses(), "criterion", "loss")
+        model.eval()
+        with torch.no_grad():
+            out = model(torch.zeros(2, *in_shape))
+            try:  # the loss sees what training will give it: logits and class-index targets
+                with warnings.catch_warnings():
+                    warnings.simplefilter("error", UserWarning)  # silent broadcasting is a wrong loss
+                    crit(out, torch.zeros(2, dtype=torch.long))
+            except Exception as exc:
+                raise ConfigError("criterion", f"{self.criterion.name} cannot compare model outputs of shape"
+                                  f" {tuple(out.shape)} with class-index targets of shape (2,): {_why(exc)}",
+                                  self.criterion.to_dict()) from None
         params = [torch.nn.Parameter(torch.zeros(2))]
         opt = build_component(self.optimizer, registry.optimizers(), "optimizer", "optimizer", params)
         if self.scheduler is not None:

@@ -107,17 +107,17 @@ def prepare(command: TrainingCommand | Mapping[str, Any], data: str | Path | Non
 
     Everything that can be wrong with a command fails here, before a run exists.
     """
-    from .data.imagefolder import ImageFolderDataModule
+    from .data.imagefolder import ImageFolderDataModule, scan_folder
 
     cmd = TrainingCommand.from_dict(command)
     root = data if data is not None else cmd.data
     if root is None:
         raise ConfigError("data", "no dataset: pass data=DIR (or --data) or set 'data' in the command", None)
-    cmd.validate()  # names and shapes, before decoding anything
+    classes, _ = scan_folder(root, cmd.labels)
+    cmd.validate(n_labels=len(classes))  # names, params and shapes, before decoding anything
     dm = ImageFolderDataModule(root, cmd)
     cmd.data = str(dm.root)
     dm.command.data = cmd.data
-    cmd.validate(n_labels=dm.n_labels)  # again with the real class count and input shape
     return cmd, dm
 
 

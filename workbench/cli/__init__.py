@@ -14,6 +14,7 @@ COMMAND_MODULES = [
     "workbench.cli.runs",
     "workbench.cli.tour",
     "workbench.cli.scrape",
+    "workbench.cli.train",
 ]
 
 
