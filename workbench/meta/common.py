@@ -14,7 +14,8 @@ from typing import Any, Iterable, Mapping, Sequence
 from ..runlog import RunLog
 
 #: Summary keys tried, in order, for a run's score (higher is better).
-SCORE_KEYS = ("test_accuracy", "accuracy", "test_acc", "best_val_accuracy", "val_accuracy", "val_acc")
+SCORE_KEYS = ("test_accuracy", "accuracy", "test_acc", "best_val_accuracy", "final_val_accuracy", "val_accuracy",
+              "val_acc")
 
 #: Top-level config keys that say *where*, *who* or *which draw*, not *how*: never hyperparameters.
 NON_HPARAM_TOP = ("data", "data_dir", "dataset", "name", "labels", "label_names", "seed", "run_name", "tags",

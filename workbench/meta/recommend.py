@@ -53,14 +53,20 @@ def task_path(rec: Mapping[str, Any]) -> str | None:
 
 
 def task_key(rec: Mapping[str, Any]) -> str | None:
-    """Which task a run belongs to: its task/dataset name or fingerprint, else its data folder."""
+    """Which task a run belongs to: its dataset folder (resolved), else its dataset name or fingerprint.
+
+    The folder comes first so that runs started from a sweep, a job or the CLI on the same
+    folder count as one task whatever else they recorded.
+    """
+    p = task_path(rec)
+    if p:
+        return os.path.normpath(str(Path(p).expanduser().resolve()))
     for src in (rec.get("task") or {}, rec.get("dataset") or {}):
         if isinstance(src, Mapping):
-            for k in ("name", "fingerprint", "sha256"):
+            for k in ("fingerprint", "sha256", "name"):
                 if src.get(k):
                     return str(src[k])
-    p = task_path(rec)
-    return os.path.normpath(p) if p else None
+    return None
 
 
 @dataclass

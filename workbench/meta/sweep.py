@@ -14,7 +14,10 @@
 - Runs go one at a time by default (``pool=1``): the machines this targets have 2 cores.
 - The runner is ``workbench.jobs.start_training`` unless you inject one with the same
   signature (``runner(command, data, name=…, tags=…, log=…)`` returning a handle with
-  ``run_id``, ``wait()`` and ``stop()``).
+  ``run_id``, ``wait()`` and ``stop()``). With ``test=True`` each trained variant is then
+  tested on its held-out split (``workbench.jobs.start_test``, or an injected ``tester``)
+  so its score is a test accuracy; a resumed sweep tests trained-but-untested variants
+  without training them again.
 """
 from __future__ import annotations
 
@@ -57,6 +60,9 @@ class Variant:
 def _short(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.3g}"
+    if isinstance(v, dict) and isinstance(v.get("name"), str):  # a component: SGD(lr=0.1,momentum=0.9)
+        ps = v.get("params") if isinstance(v.get("params"), dict) else {k: x for k, x in v.items() if k != "name"}
+        return f"{v['name']}(" + ",".join(f"{k}={_short(x)}" for k, x in ps.items()) + ")"
     if isinstance(v, (dict, list)):
         return stable_hash(v, 6)
     return str(v)
@@ -155,12 +161,15 @@ class Sweep:
         tags: extra tags for every run.
         retry_failed: re-run variants whose earlier run failed (default: skip them too).
         describe_task: store the dataset's meta-features in each run (for recommendations).
+        test: test every trained variant on its held-out split (score = test accuracy).
+        tester: ``workbench.jobs.start_test`` or a stand-in (``tester(run_id, log=…)`` → handle).
     """
 
     def __init__(self, base_command: Any, space: Mapping[str, Any], n: int | None = None,
                  strategy: str = "grid", *, data: str | None = None, name: str | None = None, seed: int = 0,
                  log: RunLog | None = None, runner: Callable[..., Any] | None = None, pool: int = 1,
-                 tags: Iterable[str] = (), retry_failed: bool = False, describe_task: bool = True) -> None:
+                 tags: Iterable[str] = (), retry_failed: bool = False, describe_task: bool = True,
+                 test: bool = False, tester: Callable[..., Any] | None = None) -> None:
         base = _command_dict(base_command)
         flat = flatten(base)
         for k in space:
@@ -186,6 +195,8 @@ class Sweep:
         self.extra_tags = tuple(tags)
         self.retry_failed = retry_failed
         self.describe_task = describe_task
+        self.test = test
+        self.tester = tester
         ident = {"base": base, "space": self.space, "n": n, "strategy": strategy, "seed": seed, "data": self.data}
         self.name = name or f"sweep-{stable_hash(ident, 8)}"
         self.tag = f"sweep:{self.name}"
@@ -230,7 +241,9 @@ class Sweep:
                 v.error = rec.get("error")
 
     def _is_done(self, v: Variant) -> bool:
-        return v.status in DONE or (v.status == "failed" and not self.retry_failed)
+        if v.status == "failed" and not self.retry_failed:
+            return True
+        return v.status == "completed" if self.test else v.status in DONE
 
     def pending(self) -> list[Variant]:
         """Variants with no finished run yet (what a (re)start will run)."""
@@ -261,7 +274,33 @@ class Sweep:
                                "fingerprint": f["fingerprint"], "features": f}
         return self._task_info
 
+    def _test_one(self, v: Variant) -> None:
+        tester = self.tester
+        if tester is None:
+            from ..jobs import start_test  # type: ignore[attr-defined]
+
+            tester = start_test
+        try:
+            h = tester(v.run_id, log=self.log)
+            with self._lock:
+                self._handles[v.index] = h
+            h.wait()
+        except Exception as exc:  # an untestable run stays "trained"; the sweep goes on
+            with self._lock:
+                self.errors.append(f"variant {v.index} test: {type(exc).__name__}: {exc}")
+        finally:
+            with self._lock:
+                self._handles.pop(v.index, None)
+                try:
+                    rec = self.log.get(v.run_id, metrics=False)
+                    v.status, v.error = rec["status"], rec.get("error")
+                except Exception:
+                    pass
+
     def _run_one(self, v: Variant) -> None:
+        if v.status == "trained" and v.run_id and self.test:
+            self._test_one(v)  # resumed: trained before, test only
+            return
         runner = self._get_runner()
         tags = sorted({self.tag, f"variant:{v.hash}", "sweep", *self.extra_tags})
         name = f"{self.name}/{v.index:03d} {v.label()}"
@@ -278,6 +317,12 @@ class Sweep:
             self._handles[v.index] = handle
             v.run_id = getattr(handle, "run_id", None)
             v.status = "running"
+            stop_now = self._stop.is_set()  # stop() came while the runner was starting this one
+        if stop_now:
+            try:
+                handle.stop()
+            except Exception:
+                pass
         if v.run_id:
             info = {"sweep": {"name": self.name, "variant": v.hash, "index": v.index, "params": v.params}}
             task = self._task()
@@ -301,6 +346,8 @@ class Sweep:
                         v.status, v.error = rec["status"], rec.get("error")
                     except Exception:
                         pass
+        if self.test and v.status == "trained" and not self._stop.is_set():
+            self._test_one(v)
 
     def _worker(self) -> None:
         while not self._stop.is_set():
