@@ -182,6 +182,16 @@ def preview(root: str | os.PathLike, per_label: int = 8, *, labels: Iterable[str
 
     # A bare Figure, not pyplot: safe from worker threads and never shown twice.
     from matplotlib.figure import Figure
+
+    class PreviewFigure(Figure):
+        """Displays itself in Jupyter even when pyplot (and its inline hook) was never imported."""
+
+        def _repr_png_(self) -> bytes:
+            import io
+
+            buf = io.BytesIO()
+            self.savefig(buf, format="png", dpi=80)
+            return buf.getvalue()
     from PIL import Image
 
     root = Path(root)
@@ -193,7 +203,7 @@ def preview(root: str | os.PathLike, per_label: int = 8, *, labels: Iterable[str
     if not wanted:
         raise ValueError(f"preview: no images in {root} (is it a scraped dataset with a {MANIFEST}?)")
     rng = random.Random(seed)
-    fig = Figure(figsize=(per_label * 1.1, len(wanted) * 1.2 + 0.3))
+    fig = PreviewFigure(figsize=(per_label * 1.1, len(wanted) * 1.2 + 0.3))
     axes = fig.subplots(len(wanted), per_label, squeeze=False)
     for i, label in enumerate(wanted):
         items = by_label.get(label, [])
