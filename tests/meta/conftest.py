@@ -90,4 +90,36 @@ def synth():
         curve = staticmethod(synth_curve)
         add_run = staticmethod(add_run)
         folder = staticmethod(write_folder)
+        past_runs = staticmethod(past_runs)
     return S
+
+
+@pytest.fixture()
+def tasks(tmp_path):
+    """Three past tasks of different looks plus two new tasks that resemble A and B."""
+    f = write_folder
+    return {
+        "A": f(tmp_path / "A-strokes", "strokes", n_classes=5, seed=0),
+        "B": f(tmp_path / "B-blobs", "blobs", n_classes=4, size=40, seed=0),
+        "C": f(tmp_path / "C-noise", "noise", n_classes=3, size=32, seed=0),
+        "A2": f(tmp_path / "A2-strokes", "strokes", n_classes=5, seed=1),
+        "B2": f(tmp_path / "B2-blobs", "blobs", n_classes=4, size=40, seed=1),
+    }
+
+
+def _cfg(path, lr, bs=32):
+    return {"kind": "baseline", "data": str(path), "seed": 0, "batch_size": bs,
+            "optimizer": {"name": "Adam", "params": {"lr": lr}}, "model": {"preset": "small_cnn", "params": {}}}
+
+
+def past_runs(runlog, tasks):
+    """On A (strokes) lr=1e-2 wins, on B (blobs) lr=1e-3 wins, on C it is a tie."""
+    table = {"A": {1e-2: 0.9, 1e-3: 0.5, 1e-4: 0.3}, "B": {1e-2: 0.4, 1e-3: 0.9, 1e-4: 0.6},
+             "C": {1e-2: 0.6, 1e-3: 0.6, 1e-4: 0.2}}
+    for t, scores in table.items():
+        for lr, s in scores.items():
+            add_run(runlog, f"{t}-lr{lr}", _cfg(tasks[t], lr), [2.0, 1.0], s, dataset={"root": str(tasks[t])})
+    # noise the index must ignore: an unfinished run and a run without a score
+    r = runlog.start("running", "baseline", _cfg(tasks["A"], 5.0))
+    add_run(runlog, "unscored", _cfg(tasks["B"], 5.0), [2.0, 1.0], None)
+    return r

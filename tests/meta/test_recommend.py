@@ -7,38 +7,6 @@ from workbench.meta import TaskIndex, nearest_tasks, recommend, task_features
 from workbench.meta.features import SCALAR_KEYS, folder_fingerprint
 
 
-@pytest.fixture()
-def tasks(tmp_path, synth):
-    """Three past tasks of different looks plus two new tasks that resemble A and B."""
-    f = synth.folder
-    return {
-        "A": f(tmp_path / "A-strokes", "strokes", n_classes=5, seed=0),
-        "B": f(tmp_path / "B-blobs", "blobs", n_classes=4, size=40, seed=0),
-        "C": f(tmp_path / "C-noise", "noise", n_classes=3, size=32, seed=0),
-        "A2": f(tmp_path / "A2-strokes", "strokes", n_classes=5, seed=1),
-        "B2": f(tmp_path / "B2-blobs", "blobs", n_classes=4, size=40, seed=1),
-    }
-
-
-def _cfg(path, lr, bs=32):
-    return {"kind": "baseline", "data": str(path), "seed": 0, "batch_size": bs,
-            "optimizer": {"name": "Adam", "params": {"lr": lr}}, "model": {"preset": "small_cnn", "params": {}}}
-
-
-def _past_runs(runlog, synth, tasks):
-    """On A (strokes) lr=1e-2 wins, on B (blobs) lr=1e-3 wins, on C it is a tie."""
-    table = {"A": {1e-2: 0.9, 1e-3: 0.5, 1e-4: 0.3}, "B": {1e-2: 0.4, 1e-3: 0.9, 1e-4: 0.6},
-             "C": {1e-2: 0.6, 1e-3: 0.6, 1e-4: 0.2}}
-    for t, scores in table.items():
-        for lr, s in scores.items():
-            synth.add_run(runlog, f"{t}-lr{lr}", _cfg(tasks[t], lr), [2.0, 1.0], s,
-                          dataset={"root": str(tasks[t])})
-    # noise the index must ignore: an unfinished run and a run without a score
-    r = runlog.start("running", "baseline", _cfg(tasks["A"], 5.0))
-    synth.add_run(runlog, "unscored", _cfg(tasks["B"], 5.0), [2.0, 1.0], None)
-    return r
-
-
 def test_meta_features_describe_and_cache(tasks):
     fa = task_features(tasks["A"])
     assert set(fa["scalars"]) == set(SCALAR_KEYS) and len(fa["embedding"]) == 32
@@ -65,7 +33,7 @@ def test_bad_folders_are_clear_errors(tmp_path):
 
 
 def test_nearest_task_retrieval_returns_the_known_neighbour(runlog, synth, tasks):
-    _past_runs(runlog, synth, tasks)
+    synth.past_runs(runlog, tasks)
     index = TaskIndex(log=runlog)
     assert len(index) == 3, "one task per dataset folder; unfinished/unscored runs ignored"
     near = nearest_tasks(task_features(tasks["A2"]), index, k=3)
@@ -75,7 +43,7 @@ def test_nearest_task_retrieval_returns_the_known_neighbour(runlog, synth, tasks
 
 
 def test_recommendation_follows_the_nearest_task_with_evidence(runlog, synth, tasks):
-    _past_runs(runlog, synth, tasks)
+    synth.past_runs(runlog, tasks)
     rec = recommend(tasks["A2"], log=runlog, k=2)
     assert rec.command["optimizer"]["params"]["lr"] == 1e-2
     assert "data" not in rec.command, "the new task brings its own data"
@@ -90,7 +58,7 @@ def test_recommendation_follows_the_nearest_task_with_evidence(runlog, synth, ta
 
 
 def test_recommend_leaves_out_the_task_itself(runlog, synth, tasks):
-    _past_runs(runlog, synth, tasks)
+    synth.past_runs(runlog, tasks)
     rec = recommend(tasks["A"], log=runlog, k=3)
     assert "A-strokes" not in set(rec.neighbours["task"]) and len(rec.neighbours) == 2
     rec_self = recommend(tasks["A"], log=runlog, k=1, exclude_self=False)

@@ -6,6 +6,7 @@ import json
 import sys
 
 from ..runlog import RunLog
+from .meta import register_compare
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,6 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     db_opt(q)
     q.add_argument("id", help="run id, unique id prefix, or name")
     q.set_defaults(func=cmd_rm)
+    register_compare(rs, db_opt)
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
 
 
