@@ -1,0 +1,81 @@
+"""Image-folder DataModule: seeded stratified split, decoded-image cache, labels, fingerprint."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from conftest import fast_command
+from workbench.config import ConfigError
+from workbench.data.imagefolder import ImageFolderDataModule, load_image, stratified_split
+
+
+def test_split_is_stratified_seeded_and_disjoint(shapes_dir):
+    dm = ImageFolderDataModule(shapes_dir, fast_command(split={"train": 0.5, "val": 0.25, "test": 0.25}))
+    parts = dm.split
+    assert sorted(parts["train"] + parts["val"] + parts["test"]) == list(range(len(dm.samples)))
+    for part, want in (("train", 12), ("val", 6), ("test", 6)):
+        counts = np.bincount([dm.targets[i] for i in parts[part]], minlength=4)
+        assert counts.tolist() == [want] * 4, (part, counts)
+    again = ImageFolderDataModule(shapes_dir, fast_command(split={"train": 0.5, "val": 0.25, "test": 0.25}))
+    assert again.split == parts
+    other = ImageFolderDataModule(shapes_dir, fast_command(seed=1, split={"train": 0.5, "val": 0.25, "test": 0.25}))
+    assert other.split["test"] != parts["test"]
+    info = dm.info()
+    assert info["split_counts"] == {"train": 48, "val": 24, "test": 24} and info["classes"][0] == "circle"
+    files = dm.split_files()
+    reused = ImageFolderDataModule(shapes_dir, fast_command(), split=files)
+    assert reused.split == parts
+
+
+def test_tiny_classes_still_train():
+    samples = [("a/0", 0), ("a/1", 0), ("b/0", 1), ("b/1", 1), ("b/2", 1)]
+    s = stratified_split(samples, {"train": 0.7, "val": 0.15, "test": 0.15}, 0)
+    assert len(s["train"]) >= 2 and all(any(samples[i][1] == c for i in s["train"]) for c in (0, 1))
+
+
+def test_cache_decodes_each_image_once_and_persists(shapes_dir, monkeypatch):
+    import workbench.data.imagefolder as imf
+
+    calls = []
+    real = imf.load_image
+    monkeypatch.setattr(imf, "load_image", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
+    cmd = fast_command(image_size=20)  # a size no other test uses: a cold cache
+    dm = ImageFolderDataModule(shapes_dir, cmd)
+    ds = dm.dataset("train")
+    for _ in range(2):  # two "epochs"
+        for i in range(len(ds)):
+            x, y = ds[i]
+    assert len(calls) == len(ds)  # epoch 2 decoded nothing
+    assert x.dtype.is_floating_point and x.shape == (3, 20, 20) and 0 <= float(x.min()) <= float(x.max()) <= 1
+    for part in ("val", "test"):
+        d = dm.dataset(part)
+        for i in range(len(d)):
+            d[i]
+    assert dm.cache.path.is_file()  # complete → written for the next run
+    calls.clear()
+    dm2 = ImageFolderDataModule(shapes_dir, cmd)
+    dm2.dataset("train")[0]
+    assert calls == []  # a second run on the same folder and size decodes nothing
+    os.utime(shapes_dir / "circle" / "0000.png", ns=(1, 1))  # the folder changed → new key
+    dm3 = ImageFolderDataModule(shapes_dir, cmd)
+    assert dm3.cache.key != dm2.cache.key and not dm3.cache.filled.any()
+
+
+def test_pil_ops_and_grayscale(shapes_dir):
+    arr = load_image(shapes_dir / "circle" / "0000.png", 1, (12, 16), [])
+    assert arr.shape == (1, 12, 16) and arr.dtype == np.uint8
+    from workbench.config import Component
+
+    flipped = load_image(shapes_dir / "circle" / "0000.png", 3, (24, 24), [Component("mirror")])
+    plain = load_image(shapes_dir / "circle" / "0000.png", 3, (24, 24), [])
+    assert np.array_equal(flipped, plain[:, :, ::-1])
+
+
+def test_labels_pick_and_order_classes(shapes_dir):
+    dm = ImageFolderDataModule(shapes_dir, fast_command(labels=["square", "circle"]))
+    assert dm.classes == ["square", "circle"] and dm.n_labels == 2 and len(dm.samples) == 48
+    with pytest.raises(ConfigError) as ei:
+        ImageFolderDataModule(shapes_dir, fast_command(labels=["square", "hexagon"]))
+    assert ei.value.path == "labels[1]" and "circle" in ei.value.allowed

@@ -1,0 +1,87 @@
+"""Background jobs: returns at once, live metrics, graceful stop, failure, crash, interrupt."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import time
+
+import pytest
+
+from conftest import fast_command
+from workbench import jobs
+
+
+def _until(pred, timeout=60.0, every=0.05):
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if pred():
+            return True
+        time.sleep(every)
+    return False
+
+
+def test_background_job_live_metrics_and_test(shapes_dir, runlog):
+    t0 = time.monotonic()
+    job = jobs.start_training(fast_command(name="bg", epochs=8), data=shapes_dir, log=runlog)
+    started_in = time.monotonic() - t0
+    assert job.status in ("queued", "running") and job.result is None and job.mode == "thread"
+    # live: losses appear while the run is still running
+    assert _until(lambda: len(job.metrics()) >= 3 or job.done)
+    assert job.status == "running", "training finished before live metrics were seen"
+    seen_live = len([m for m in job.metrics() if "train_loss" in m])
+    res = job.wait(120)
+    assert res["status"] == "trained" and job.status == "trained" and res["error"] is None
+    assert 0 < seen_live < len([m for m in job.metrics() if "train_loss" in m])
+    assert started_in < 5.0
+    t = jobs.start_test("bg", log=runlog)
+    r = t.wait(60)
+    assert r["status"] == "completed" and r["summary"]["test_accuracy"] > 0.25
+    hist = [h["status"] for h in runlog.get(job.run_id)["history"]]
+    assert hist == ["queued", "running", "trained", "testing", "completed"]
+
+
+def test_stop_is_graceful_and_keeps_a_checkpoint(shapes_dir, runlog):
+    job = jobs.start_training(fast_command(name="long", epochs=500), data=shapes_dir, log=runlog)
+    assert _until(lambda: len(job.metrics()) >= 5)
+    job.stop()
+    res = job.wait(60)
+    assert res["status"] == "stopped" and job.status == "stopped"
+    rec = runlog.get(job.run_id)
+    assert rec["summary"]["stopped"] and rec["summary"]["epochs_completed"] < 500
+    from pathlib import Path
+
+    ckpt = Path(rec["dir"]) / rec["artifacts"]["checkpoint"]
+    assert ckpt.is_file()
+    r = jobs.start_test(job.run_id, log=runlog, limit=4).wait(60)  # a stopped run can still be tested
+    assert r["status"] == "completed" and r["summary"]["n_test"] == 4
+
+
+def test_exception_marks_failed_with_error_text(shapes_dir, runlog, tmp_path):
+    data = tmp_path / "broken"
+    shutil.copytree(shapes_dir, data)
+    for f in sorted((data / "square").iterdir()):
+        f.write_bytes(b"not a png")  # every square is broken: the first training batch hits one
+    job = jobs.start_training(fast_command(name="broken"), data=data, log=runlog)
+    res = job.wait(60)
+    assert res["status"] == "failed" and job.status == "failed"
+    rec = runlog.get(job.run_id)
+    assert "UnidentifiedImageError" in rec["error"] and "square" in rec["error"]
+    assert job.error == rec["error"] and isinstance(job.exception, Exception)
+    with pytest.raises(Exception, match="only trained, stopped, completed runs can be tested"):
+        jobs.start_test(job.run_id, log=runlog)
+
+
+def test_subprocess_job_kill_is_crashed_and_interrupt_is_stopped(shapes_dir, runlog):
+    a = jobs.start_training(fast_command(name="to-kill", epochs=500), data=shapes_dir, log=runlog, mode="subprocess")
+    b = jobs.start_training(fast_command(name="to-interrupt", epochs=500), data=shapes_dir, log=runlog,
+                            mode="subprocess")
+    assert a.mode == b.mode == "subprocess"
+    assert _until(lambda: len(a.metrics()) >= 3 and len(b.metrics()) >= 3, timeout=120)
+    a.kill()
+    assert a.wait(10)["status"] == "crashed" and "exited with code" in runlog.get(a.run_id)["error"]
+    os.kill(b._proc.pid, signal.SIGINT)  # Ctrl-C in a terminal
+    res = b.wait(60)
+    assert res["status"] == "stopped", open(os.path.join(runlog.get(b.run_id)["dir"], "job.log")).read()[-2000:]
+    rec = runlog.get(b.run_id)
+    assert rec["artifacts"].get("checkpoint")
