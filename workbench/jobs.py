@@ -251,7 +251,7 @@ def run_training(command: TrainingCommand | Mapping[str, Any], data: str | Path 
     if stopped and error is None:
         try:
             last = Path(ckpt.dirpath or ".") / "stopped.ckpt"
-            trainer.save_checkpoint(str(last))
+            trainer.save_checkpoint(str(last), weights_only=False)
         except Exception:  # keeping the run's status right matters more than this checkpoint
             pass
     if not trainer.is_global_zero:

@@ -23,7 +23,7 @@ def _until(pred, timeout=60.0, every=0.05):
 
 def test_background_job_live_metrics_and_test(shapes_dir, runlog):
     t0 = time.monotonic()
-    job = jobs.start_training(fast_command(name="bg", epochs=8), data=shapes_dir, log=runlog)
+    job = jobs.start_training(fast_command(name="bg", epochs=20), data=shapes_dir, log=runlog)
     started_in = time.monotonic() - t0
     assert job.status in ("queued", "running") and job.result is None and job.mode == "thread"
     # live: losses appear while the run is still running
