@@ -183,3 +183,38 @@ def test_stub_rejects_unknown_fault_names():
 
     with pytest.raises(ValueError, match=r"fault: 'meteor' .* allowed: auth, rate_limit"):
         SerpApiStub(faults={"meteor": True})
+
+
+def test_400_is_a_bad_request_with_the_message(stub, client):
+    from workbench.scrape import SerpApiBadRequest
+
+    with pytest.raises(SerpApiBadRequest, match="Invalid `chips` parameter"):
+        client.search("red fox", chips="not-a-chips-string")
+    assert stub.count("search") == 1  # 4xx other than 429 is not retried
+
+
+def test_status_to_exception_table():
+    from workbench.scrape import SerpApiBadRequest, SerpApiError
+    from workbench.scrape.client import error_for_status
+
+    assert error_for_status(400) is SerpApiBadRequest
+    assert error_for_status(401) is SerpApiAuthError and error_for_status(403) is SerpApiAuthError
+    assert error_for_status(404) is SerpApiNotFound and error_for_status(429) is SerpApiRateLimited
+    assert error_for_status(502) is SerpApiServerError and error_for_status(418) is SerpApiError
+
+
+def test_stub_serves_from_the_command_line():
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "workbench", "stub-serpapi", "--port", "0", "--results", "120"],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert "SerpApi stub serving Google Images at http://127.0.0.1:" in line
+        url = line.split(" at ", 1)[1].split()[0]
+        with SerpApiClient(base_url=url, retries=0) as c:
+            assert len(list(c.iter_images("red fox", pages=3))) == 120
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
