@@ -23,7 +23,7 @@ from .sweep import Sweep, expand_space, sweep
 
 _LAZY = {
     "GoneBadDetector": "gonebad", "GoneBadCallback": "gonebad", "evaluate_detector": "gonebad",
-    "Verdict": "gonebad", "outcome": "gonebad", "label_runs": "gonebad",
+    "Verdict": "gonebad", "outcome": "gonebad", "label_runs": "gonebad", "train_watched": "gonebad",
 }
 
 __all__ = ["compare", "Comparison", "runs_table", "config_diff", "plot_curves", "curves_frame",

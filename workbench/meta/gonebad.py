@@ -13,7 +13,7 @@ planned steps:
 
 - diverged: any NaN/inf, or the smoothed loss rising above ``explode_factor`` × its
   running minimum and above the initial loss (checked at every step, so an explosion
-  is caught as it happens);
+  is caught as it happens), or at the end of the window above ``rise_factor`` × the start;
 - flat: at the end of the window the smoothed loss has dropped less than ``flat_tol``
   (2 %) from its start;
 - worse_than_median: at the end of the window the run's smoothed loss is above the
@@ -39,7 +39,7 @@ from .common import as_records, loss_curve, run_score
 from .compare import smooth_ema
 
 __all__ = ["OUTCOMES", "Verdict", "GoneBadDetector", "outcome", "label_runs", "evaluate_detector",
-           "DetectorReport", "GoneBadCallback", "group_key"]
+           "DetectorReport", "GoneBadCallback", "group_key", "train_watched"]
 
 OUTCOMES = ("ok", "diverged", "flat", "worse_than_median")
 
@@ -97,6 +97,7 @@ class GoneBadDetector:
 
     window: float = 0.2
     explode_factor: float = 2.0
+    rise_factor: float = 1.25
     flat_tol: float = 0.02
     smooth: float = 0.6
     min_points: int = 5
@@ -148,6 +149,11 @@ class GoneBadDetector:
             return Verdict("ok", step, "window not complete", planned_steps)
         now = sm[-1]
         drop = (initial - now) / abs(initial) if initial else 0.0
+        if initial > 0 and now > self.rise_factor * initial:
+            return Verdict("diverged", step,
+                           f"smoothed loss rose from {initial:.4g} to {now:.4g} ({now / initial:.2f}×, limit "
+                           f"{self.rise_factor:g}×) in the first {len(seen)} of {planned_steps} steps",
+                           planned_steps, {"initial": initial, "now": now})
         if drop < self.flat_tol:
             return Verdict("flat", step,
                            f"loss fell only {100 * drop:.1f}% in the first {len(seen)} of {planned_steps} steps "
@@ -395,3 +401,46 @@ class GoneBadCallback(pl.Callback):
             trainer.should_stop = True
             self.stopped = True
         self._record(trainer, v, action)
+
+
+def train_watched(command: Any, data: str | None = None, *, callback: GoneBadCallback | None = None,
+                  log: RunLog | None = None, name: str | None = None, tags: Sequence[str] = ()) -> dict:
+    """Train a baseline command synchronously with a :class:`GoneBadCallback` watching it.
+
+    The run ends ``stopped`` when the detector stopped it (its record's ``gone_bad`` field
+    says why), else ``trained``; ``failed`` on an exception (re-raised). Returns
+    ``{"run_id", "status", "verdict"}``. (Background jobs in :mod:`workbench.jobs` take no
+    extra callbacks, so this is the way to train under the detector.)
+    """
+    from ..jobs import _quiet_lightning, default_name, prepare
+    from ..learners.classifier import ImageClassifier
+    from ..runlog.lightning import WorkbenchLogger
+
+    _quiet_lightning()
+    cmd, dm = prepare(command, data)
+    cfg = cmd.to_dict()
+    cb = callback or GoneBadCallback()
+    logger = WorkbenchLogger(name or cmd.name or default_name(cmd), kind="baseline", config=cfg, log=log,
+                             tags=(*tags, "watched"), finalize_status=None, dataset=dm.info(), seed=cmd.seed)
+    pl.seed_everything(cmd.seed, workers=True, verbose=False)
+    module = ImageClassifier(cfg, dm.classes, dm.in_shape)
+    trainer = pl.Trainer(max_epochs=cmd.epochs, logger=logger, callbacks=[cb], enable_progress_bar=False,
+                         enable_model_summary=False, num_sanity_val_steps=0, enable_checkpointing=False,
+                         **cmd.trainer.trainer_kwargs())
+    run = logger.experiment
+    try:
+        trainer.fit(module, datamodule=dm)
+    except Exception as exc:
+        run.finish("failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    status = "stopped" if cb.stopped else "trained"
+    summary: dict[str, Any] = {"steps": int(trainer.global_step), "planned_steps": cb._planned(trainer),
+                               "stopped": cb.stopped}
+    m = {k: float(v) for k, v in trainer.callback_metrics.items() if getattr(v, "numel", lambda: 1)() == 1}
+    for k in ("val_loss", "val_accuracy", "train_loss"):
+        if k in m:
+            summary[f"final_{k}"] = m[k]
+    if cb.verdict is not None:
+        summary["gone_bad"] = cb.verdict.call
+    run.finish(status, summary=summary)
+    return {"run_id": run.id, "status": status, "verdict": cb.verdict}

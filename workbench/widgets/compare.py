@@ -164,10 +164,11 @@ class RecommendPanel:
 
     Widgets: ``data`` (Combobox of dataset folders; any path may be typed), ``k``,
     ``recommend_button``, ``command`` (Textarea, JSON), ``start_button``; outputs
-    ``evidence`` and ``status`` (HTML). ``job`` is the started job handle.
+    ``evidence`` and ``status`` (HTML). ``job`` is the started job handle. ``kind`` restricts
+    the past runs it learns from (default: baseline training runs).
     """
 
-    def __init__(self, log: Any = None, data: str = "") -> None:
+    def __init__(self, log: Any = None, data: str = "", kind: str | None = "baseline") -> None:
         from .. import paths
         from ..runlog import RunLog
 
@@ -181,6 +182,7 @@ class RecommendPanel:
         self.command = W.Textarea(rows=12, layout=W.Layout(width="100%"), description="Command")
         self.start_button = W.Button(description="Start", button_style="success", icon="play", disabled=True)
         self.status = W.HTML()
+        self.kind = kind
         self.recommendation = None
         self.job = None
         self.recommend_button.on_click(lambda _: self.recommend())
@@ -197,7 +199,7 @@ class RecommendPanel:
             self.evidence.value = _error("choose a dataset folder")
             return
         try:
-            rec = recommend(Path(path).expanduser(), log=self.log, k=self.k.value)
+            rec = recommend(Path(path).expanduser(), log=self.log, k=self.k.value, kind=self.kind)
         except Exception as exc:
             self.evidence.value = _error(str(exc))
             self.start_button.disabled = True
