@@ -189,3 +189,26 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
     assert rc == 1 and err.startswith("error: chips: 'watercolour'") and "'outline'" in err
     assert main(["stub-serpapi", "--fault", "meteor"]) == 1
     assert "allowed: auth" in capsys.readouterr().err
+
+
+def test_stop_keeps_what_is_written_and_a_rerun_resumes(tmp_path, runlog):
+    import threading
+
+    from workbench.scrape import SerpApiStub
+
+    stop = threading.Event()
+
+    def progress(p):
+        if p.overall.get("accepted", 0) >= 10:
+            stop.set()
+
+    with SerpApiStub(image_latency=0.02) as slow:
+        res = scrape(["red fox", "arctic fox"], tmp_path / "ds", limit=60, base_url=slow.base_url, runlog=runlog,
+                     workers=2, progress=progress, stop=stop, log=lambda m: None)
+        assert res.stopped and 10 <= res.total < 120 and "stopped early" in res.summary()
+        assert runlog.get(res.run_id)["status"] == "stopped"
+        assert len(load_manifest(tmp_path / "ds")) == res.total
+        again = scrape(["red fox", "arctic fox"], tmp_path / "ds", limit=60, base_url=slow.base_url,
+                       runlog=runlog, log=lambda m: None)
+    assert not again.stopped and again.counts == {"red fox": 60, "arctic fox": 60}
+    assert sum(again.new.values()) == 120 - res.total

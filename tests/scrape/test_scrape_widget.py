@@ -60,3 +60,24 @@ def test_errors_from_the_thread_reach_the_panel(tmp_path, runlog):
             panel.wait(30)
     assert "Invalid API key" in panel.status.value and "b00020" in panel.status.value
     assert not panel.start.disabled
+
+
+def test_stop_button(tmp_path, runlog):
+    import time
+
+    from workbench.scrape import SerpApiStub
+
+    with SerpApiStub(image_latency=0.05) as stub:
+        panel = ScrapePanel(out=tmp_path / "ds", base_url=stub.base_url, runlog=runlog, workers=2,
+                            queries="red fox", limit=100)
+        assert panel.stop.disabled
+        panel.start.click()
+        assert not panel.stop.disabled
+        deadline = time.monotonic() + 30
+        while panel.overall.value < 5 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        panel.stop.click()
+        res = panel.wait(30)
+    assert res.stopped and 5 <= res.total < 100
+    assert "stopped early" in panel.status.value and panel.stop.disabled and not panel.start.disabled
+    assert runlog.get(res.run_id)["status"] == "stopped"

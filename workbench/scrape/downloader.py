@@ -38,7 +38,7 @@ ALLOWED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "MPO")
 #: Every reason a candidate can be rejected for.
 REJECT_REASONS = ("duplicate_url", "duplicate_content", "known_bad", "timeout", "connection_error",
                   "http_error", "too_large", "not_an_image", "svg", "truncated", "decompression_bomb",
-                  "too_small", "write_error")
+                  "too_small", "write_error", "error")
 
 
 class Rejected(Exception):
@@ -147,6 +147,7 @@ class DownloadReport:
     rejects: Counter = field(default_factory=Counter)
     reject_rows: list[dict[str, Any]] = field(default_factory=list)
     elapsed_s: float = 0.0
+    stopped: bool = False     # the stop event was set: some candidates were never tried
 
 
 def _now() -> str:
@@ -168,13 +169,15 @@ class Downloader:
         url_key: maps a URL to the key stored in the manifest and used to dedupe and
             resume (the loopback stub's port changes between runs, so its origin is dropped).
         progress: ``progress(label, stats)`` after every candidate, from worker threads.
+        stop: when set, candidates not yet started are dropped (what is written stays valid).
     """
 
     def __init__(self, root: str | os.PathLike, *, workers: int = 8, timeout: tuple[float, float] = (5.0, 15.0),
                  max_bytes: int = DEFAULT_MAX_BYTES, resize: int | tuple[int, int] | None = None,
                  limit: int | None = None, retries: int = 2, backoff: float = 0.3, min_side: int = 16,
                  jpeg_quality: int = 92, url_key: Callable[[str], str] | None = None,
-                 progress: Callable[[str, LabelStats], None] | None = None) -> None:
+                 progress: Callable[[str, LabelStats], None] | None = None,
+                 stop: threading.Event | None = None) -> None:
         if int(workers) < 1:
             raise ValueError(f"workers: {workers!r} must be >= 1")
         if limit is not None and int(limit) < 1:
@@ -189,6 +192,7 @@ class Downloader:
         self.min_side = min_side
         self.jpeg_quality = jpeg_quality
         self.progress = progress
+        self.stop = stop
         self.url_key = url_key or (lambda u: u)
         self.manifest = Manifest(self.root)
         self._local = threading.local()
@@ -251,6 +255,8 @@ class Downloader:
     def _one(self, item: ImageResult, folder: str, report: DownloadReport) -> None:
         st = report.stats[item.label]
         reserved = False
+        if self.stop is not None and self.stop.is_set():
+            return  # not counted as done: it was never tried
         try:
             with self._cond:
                 while self.limit is not None:
@@ -300,6 +306,8 @@ class Downloader:
                 st.accepted += 1
         except Rejected as rj:
             self._reject(report, item, rj.reason, rj.detail)
+        except Exception as exc:  # one odd file must not end the whole build; keep its story
+            self._reject(report, item, "error", f"{type(exc).__name__}: {str(exc)[:120]}")
         finally:
             with self._cond:
                 st.done += 1
@@ -354,14 +362,18 @@ class Downloader:
                 for item in todo:
                     self._one(item, folders[item.label], report)
             else:
-                with ThreadPoolExecutor(self.workers, thread_name_prefix="scrape-dl") as pool:
+                pool = ThreadPoolExecutor(self.workers, thread_name_prefix="scrape-dl")
+                try:
                     for f in [pool.submit(self._one, it, folders[it.label], report) for it in todo]:
                         f.result()
+                finally:  # on Ctrl-C / an error, drop what has not started instead of finishing it
+                    pool.shutdown(wait=True, cancel_futures=True)
         finally:
             for s in self._sessions:
                 s.close()
             self._sessions.clear()
         report.elapsed_s = time.perf_counter() - t0
+        report.stopped = bool(self.stop is not None and self.stop.is_set())
         return report
 
 

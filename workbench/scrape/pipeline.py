@@ -58,6 +58,7 @@ class ScrapeResult:
     errors: dict[str, str] = field(default_factory=dict)    # query -> why it gave nothing
     searches: int = 0
     elapsed_s: float = 0.0
+    stopped: bool = False             # stopped early on request; rerun to resume
 
     @property
     def total(self) -> int:
@@ -65,7 +66,7 @@ class ScrapeResult:
 
     def summary(self) -> str:
         """One line per label and one for the rejects."""
-        lines = [f"{self.root} ({self.api}): {self.total} images, {len(self.counts)} labels, "
+        lines = [f"{self.root} ({self.api}{', stopped early' if self.stopped else ''}): {self.total} images, {len(self.counts)} labels, "
                  f"{sum(self.new.values())} new, {self.searches} searches, {self.elapsed_s:.1f}s"]
         for label, n in self.counts.items():
             lines.append(f"  {label:<24} {n:>5}  (+{self.new.get(label, 0)})  -> {self.folders.get(label, '')}/")
@@ -122,7 +123,7 @@ def scrape(queries: str | Sequence[str], out: str | os.PathLike, *, labels: Sequ
            params: Mapping[str, Any] | None = None, offline: bool = False, runlog: Any = None,
            run_name: str | None = None, max_bytes: int = DEFAULT_MAX_BYTES, retries: int = 3,
            backoff: float = 0.5, timeout: tuple[float, float] = (5.0, 30.0),
-           stub_options: Mapping[str, Any] | None = None) -> ScrapeResult:
+           stub_options: Mapping[str, Any] | None = None, stop: threading.Event | None = None) -> ScrapeResult:
     """Build (or extend) an image-folder dataset from Google Images queries.
 
     Uses SerpApi when a key is given or ``$SERPAPI_API_KEY`` is set; otherwise a
@@ -146,6 +147,8 @@ def scrape(queries: str | Sequence[str], out: str | os.PathLike, *, labels: Sequ
         params: other SerpApi parameters (``safe``, ``imgsz``, ``image_type``, ``tbs`` …).
         offline: always use the loopback stub, even with a key.
         runlog: a :class:`workbench.RunLog` (default: the workbench's).
+        stop: a ``threading.Event``; once set, no new search or download starts, the
+            images written so far stay, and the run is recorded as ``stopped``.
     """
     from ..runlog import RunLog
 
@@ -216,6 +219,8 @@ def scrape(queries: str | Sequence[str], out: str | os.PathLike, *, labels: Sequ
         # 1. search: one request per page (plus one chips lookup per query when chips is set)
         items: list[ImageResult] = []
         for q, lab in zip(qs, labs):
+            if stop is not None and stop.is_set():
+                break
             emit(lab, f"searching {q!r}")
             try:
                 found = list(client.iter_images(q, label=lab, pages=pages, chips_name=chips, size=size_wh, **params))
@@ -242,7 +247,7 @@ def scrape(queries: str | Sequence[str], out: str | os.PathLike, *, labels: Sequ
             origin = stub.origin
             url_key = lambda u: "stub:" + u[len(origin):] if u.startswith(origin) else u  # noqa: E731
         dl = Downloader(root, workers=workers, limit=limit, resize=resize, max_bytes=max_bytes,
-                        backoff=min(backoff, 0.3), progress=on_item, url_key=url_key)
+                        backoff=min(backoff, 0.3), progress=on_item, url_key=url_key, stop=stop)
         for lab in by_label:
             stats[lab].existing = dl.manifest.counts[lab]
         report = dl.run(items, {lab: folders[lab] for lab in by_label})
@@ -253,7 +258,8 @@ def scrape(queries: str | Sequence[str], out: str | os.PathLike, *, labels: Sequ
         new = {lab: report.stats[lab].accepted if lab in report.stats else 0 for lab in by_label}
         result = ScrapeResult(root=root, counts=counts, rejects=dict(report.rejects), run_id=run.id, new=new,
                               folders={lab: folders[lab] for lab in by_label}, queries=by_label, api=api,
-                              errors=errors, searches=client.searches, elapsed_s=time.perf_counter() - t0)
+                              errors=errors, searches=client.searches, elapsed_s=time.perf_counter() - t0,
+                              stopped=bool(stop is not None and stop.is_set()))
         fp = fingerprint(root)
         prior = read_summary(root)
         all_rejects = Counter(prior.get("rejects_total") or {})
@@ -267,11 +273,11 @@ def scrape(queries: str | Sequence[str], out: str | os.PathLike, *, labels: Sequ
             "updated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         })
         emit(None, "done")
-        run.finish("completed", summary={"n_images": result.total, "n_new": sum(new.values()), "counts": counts,
+        run.finish("stopped" if result.stopped else "completed", summary={"n_images": result.total, "n_new": sum(new.values()), "counts": counts,
                                          "rejects": result.rejects, "errors": errors,
                                          "searches": client.searches, "elapsed_s": round(result.elapsed_s, 3)},
                    dataset=fp, artifacts={"dataset": str(root)})
-        _say(log, f"{result.total} images in {len(counts)} labels at {root} "
+        _say(log, f"{'Stopped: ' if result.stopped else ''}{result.total} images in {len(counts)} labels at {root} "
                   f"({sum(new.values())} new, {sum(result.rejects.values())} rejected).")
         return result
     except BaseException as exc:

@@ -63,6 +63,8 @@ class ScrapePanel:
         self.size = W.Text(value=size, description="Image size", placeholder="WxH, e.g. 640x480", style=style)
         self.chips = W.Text(value=chips, description="Chips name", placeholder="e.g. outline", style=style)
         self.start = W.Button(description="Start", button_style="primary", icon="download")
+        self.stop = W.Button(description="Stop", button_style="warning", icon="stop", disabled=True,
+                             tooltip="keep what is downloaded, start nothing new (Start again resumes)")
         self.status = W.HTML(value="")
         self.overall = W.IntProgress(value=0, min=0, max=1, description="Overall", style=style,
                                      layout=W.Layout(width="420px"))
@@ -72,12 +74,15 @@ class ScrapePanel:
         self.preview = W.Image(format="png", layout=W.Layout(max_width="760px"))
         self.widget = W.VBox([
             self.queries, self.out, W.HBox([self.pages, self.limit]), W.HBox([self.size, self.chips]),
-            self.start, self.status, W.HBox([self.overall, self.overall_text]), self.bars_box, self.preview])
+            W.HBox([self.start, self.stop]), self.status, W.HBox([self.overall, self.overall_text]),
+            self.bars_box, self.preview])
         self.thread: threading.Thread | None = None
         self.result: Any = None
         self.error: BaseException | None = None
         self._done = threading.Event()
+        self._stop_event = threading.Event()
         self.start.on_click(self._on_start)
+        self.stop.on_click(self._on_stop)
 
     # -- display ------------------------------------------------------------------
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
@@ -112,11 +117,12 @@ class ScrapePanel:
         self.preview.value = b""
         self.result, self.error = None, None
         self._done.clear()
-        self.start.disabled = True
+        self._stop_event.clear()
+        self.start.disabled, self.stop.disabled = True, False
         kwargs = dict(self.scrape_kwargs)
         kwargs.update(labels=labels, pages=int(self.pages.value), limit=int(self.limit.value) or None,
                       size=self.size.value.strip() or None, chips=self.chips.value.strip() or None,
-                      progress=self._on_progress, log=lambda m: self._set_status(m))
+                      progress=self._on_progress, log=lambda m: self._set_status(m), stop=self._stop_event)
         self.thread = threading.Thread(target=self._run, args=(queries, self.out.value, kwargs),
                                        name="scrape-panel", daemon=True)
         self.thread.start()
@@ -133,8 +139,13 @@ class ScrapePanel:
             self.error = exc
             self._set_status(f"{type(exc).__name__}: {exc}", error=True)
         finally:
-            self.start.disabled = False
+            self.start.disabled, self.stop.disabled = False, True
             self._done.set()
+
+    def _on_stop(self, _btn: Any = None) -> None:
+        self._stop_event.set()
+        self.stop.disabled = True
+        self._set_status("stopping: finishing the downloads in flight …")
 
     def _on_progress(self, p: Any) -> None:
         limit = int(self.limit.value) or None
