@@ -193,10 +193,11 @@ def _callbacks(flag: StopFlag, dm: Any, cmd: TrainingCommand, ckpt_dir: Path | N
 def run_training(command: TrainingCommand | Mapping[str, Any], data: str | Path | None = None, *,
                  log: RunLog | None = None, run: Run | str | None = None, name: str | None = None,
                  tags: Iterable[str] = (), stop: StopFlag | None = None, progress: bool = False,
-                 prepared: Any = None) -> dict[str, Any]:
+                 prepared: Any = None, callbacks: Iterable[Any] = ()) -> dict[str, Any]:
     """Train synchronously in this process (the body of every training job and of ``train``).
 
     Returns ``{"run_id", "status", "summary", "error"}`` (``run_id`` is None on DDP ranks > 0).
+    ``callbacks`` are extra Lightning callbacks (timers, custom plots …).
     The run ends ``trained``, ``stopped`` (stop request or Ctrl-C; a checkpoint is kept)
     or ``failed`` (the error text is stored and the exception re-raised).
     """
@@ -221,10 +222,11 @@ def run_training(command: TrainingCommand | Mapping[str, Any], data: str | Path 
                              run=run, tags=tuple(tags), finalize_status=None, dataset=dm.info(), seed=cmd.seed)
     run_dir = run.dir if isinstance(run, Run) else None
     try:
-        callbacks, stopper, ckpt = _callbacks(stop, dm, cmd, run_dir / "checkpoints" if run_dir else None)
+        cbs, stopper, ckpt = _callbacks(stop, dm, cmd, run_dir / "checkpoints" if run_dir else None)
+        cbs += list(callbacks)
         pl.seed_everything(cmd.seed, workers=True, verbose=False)
         module = ImageClassifier(cfg, dm.classes, dm.in_shape)
-        trainer = pl.Trainer(max_epochs=cmd.epochs, logger=logger, callbacks=callbacks,
+        trainer = pl.Trainer(max_epochs=cmd.epochs, logger=logger, callbacks=cbs,
                              enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
                              **cmd.trainer.trainer_kwargs())
     except Exception as exc:

@@ -129,8 +129,10 @@ class ImageCache:
     """
 
     def __init__(self, root: Path, files: Sequence[str], channels: int, hw: tuple[int, int],
-                 pil_ops: Sequence[Component], key: str, persist: bool = True) -> None:
+                 pil_ops: Sequence[Component], key: str, persist: bool = True, enabled: bool = True) -> None:
         self.root, self.files, self.channels, self.hw, self.pil_ops = root, list(files), channels, hw, list(pil_ops)
+        self.enabled = enabled
+        persist = persist and enabled
         self.key = key
         self.persist = persist
         self.path = paths.cache_dir() / "images" / f"{key}.npy"
@@ -148,9 +150,13 @@ class ImageCache:
             except (OSError, ValueError):
                 pass  # a torn cache file is only a cache: rebuild it
         if self.array is None:
-            self.array = np.zeros((len(self.files), channels, *hw), dtype=np.uint8)
+            shape = (len(self.files), channels, *hw) if enabled else (0, channels, *hw)
+            self.array = np.zeros(shape, dtype=np.uint8)
 
     def get(self, i: int) -> np.ndarray:
+        if not self.enabled:  # "cache": false — decode every time (the benchmark's baseline)
+            self.decodes += 1
+            return load_image(self.root / self.files[i], self.channels, self.hw, self.pil_ops)
         if not self.filled[i]:
             self.array[i] = load_image(self.root / self.files[i], self.channels, self.hw, self.pil_ops)
             self.filled[i] = True
@@ -237,7 +243,7 @@ class ImageFolderDataModule(pl.LightningDataModule):
         key = hashlib.sha1(json.dumps([self.fingerprint, cmd.image_hw, cmd.channels,
                                        [c.to_dict() for c in cmd.pil_ops]]).encode()).hexdigest()[:20]
         self.cache = ImageCache(self.root, [r for r, _ in self.samples], cmd.channels, cmd.image_hw, cmd.pil_ops,
-                                key, persist=cmd.cache)
+                                key, persist=cmd.cache, enabled=cmd.cache)
         self.targets = [ci for _, ci in self.samples]
         self._train_tf = build_transform(cmd.transforms, "transforms")
         self._eval_tf = build_transform(cmd.eval_transforms, "eval_transforms")
@@ -275,7 +281,7 @@ class ImageFolderDataModule(pl.LightningDataModule):
     def _loader(self, part: str, shuffle: bool, limit: int | None = None) -> DataLoader:
         cmd = self.command
         ds = self.dataset(part, limit)
-        if cmd.num_workers > 0:
+        if cmd.num_workers > 0 and self.cache.enabled:
             self.cache.fill()  # workers are forked: fill first so they share decoded pixels
         g = torch.Generator()
         g.manual_seed(cmd.seed)
