@@ -66,6 +66,9 @@ def test_uses_the_real_api_path_when_a_key_is_set(tmp_path, stub, runlog, monkey
     ({"size": "huge"}, r"size: 'huge' is not an image size"),
     ({"params": {"colour": "red"}}, r"params: unknown SerpApi parameter\(s\) 'colour'; allowed: .*image_color"),
     ({"chips": ""}, r"chips: '' is not a suggested-search name"),
+    ({"resize": 0}, r"resize: 0 is not allowed; expected None, a longest side"),
+    ({"resize": (64, "x")}, r"resize: \(64, 'x'\) is not allowed"),
+    ({"max_bytes": 0}, r"max_bytes: 0 is not allowed"),
 ])
 def test_bad_arguments_name_the_field(tmp_path, runlog, kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from .. import paths
-from .client import (DEFAULT_BASE_URL, PASSTHROUGH_PARAMS, ImageResult, SerpApiClient, SerpApiNoResults,
+from .client import (DEFAULT_BASE_URL, PAGE_SIZE, PASSTHROUGH_PARAMS, ImageResult, SerpApiClient, SerpApiNoResults,
                      parse_size, redact)
 from .dataset import assign_folders, fingerprint, load_manifest, read_summary, write_summary
 from .downloader import DEFAULT_MAX_BYTES, Downloader, LabelStats
@@ -111,6 +111,18 @@ def _positive(name: str, v: Any, allow_none: bool = False) -> int | None:
     return v
 
 
+def _resize_arg(resize: Any) -> int | tuple[int, int] | None:
+    if resize is None:
+        return None
+    if isinstance(resize, int) and not isinstance(resize, bool) and resize >= 1:
+        return resize
+    if isinstance(resize, (tuple, list)) and len(resize) == 2 and all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in resize):
+        return (int(resize[0]), int(resize[1]))
+    raise ValueError(f"resize: {resize!r} is not allowed; expected None, a longest side in pixels (int >= 1) "
+                     f"or an exact (width, height)")
+
+
 def _say(log: Callable[[str], None] | None, msg: str) -> None:
     (log or print)(msg)
 
@@ -168,6 +180,8 @@ def scrape(queries: str | Sequence[str], out: str | os.PathLike, *, labels: Sequ
                          f"{', '.join(PASSTHROUGH_PARAMS)}")
     if chips is not None and (not isinstance(chips, str) or not chips.strip()):
         raise ValueError(f"chips: {chips!r} is not a suggested-search name; expected a non-empty string")
+    resize = _resize_arg(resize)
+    _positive("max_bytes", max_bytes)
     root = Path(out).expanduser()
     root.mkdir(parents=True, exist_ok=True)
 
@@ -187,6 +201,9 @@ def scrape(queries: str | Sequence[str], out: str | os.PathLike, *, labels: Sequ
         _say(log, f"No SerpApi key (set SERPAPI_API_KEY for Google Images): using the offline loopback stub at "
                   f"{endpoint} — generated images.")
 
+    if limit is not None and limit > pages * PAGE_SIZE:
+        _say(log, f"Note: limit={limit} needs at least {-(-limit // PAGE_SIZE)} pages of {PAGE_SIZE} results; "
+                  f"searching pages={pages}.")
     by_label: dict[str, list[str]] = {}
     for q, lab in zip(qs, labs):
         by_label.setdefault(lab, []).append(q)
@@ -195,9 +212,14 @@ def scrape(queries: str | Sequence[str], out: str | os.PathLike, *, labels: Sequ
               "workers": workers, "resize": list(resize) if isinstance(resize, tuple) else resize, "api": api,
               "endpoint": "stub" if api == "stub" else redact(endpoint or DEFAULT_BASE_URL),
               "out": str(root), "max_bytes": max_bytes}
-    rl = runlog if runlog is not None else RunLog()
-    run = rl.start(run_name or f"scrape {root.name}", "scrape", config, tags=["scrape", api],
-                   dataset={"root": str(root), "name": root.name, "source": "scrape"})
+    try:
+        rl = runlog if runlog is not None else RunLog()
+        run = rl.start(run_name or f"scrape {root.name}", "scrape", config, tags=["scrape", api],
+                       dataset={"root": str(root), "name": root.name, "source": "scrape"})
+    except BaseException:
+        if stub is not None:
+            stub.stop()
+        raise
     client = SerpApiClient(api_key=key, base_url=endpoint or DEFAULT_BASE_URL, retries=retries, backoff=backoff,
                            timeout=timeout)
     lock = threading.Lock()
