@@ -17,6 +17,12 @@ _LAZY = {
     "WorkbenchLogger": "workbench.runlog.lightning",
     "demo_dataset": "workbench.scrape",
     "SerpApiStub": "workbench.scrape",
+    "TrainingCommand": "workbench.config",
+    "ConfigError": "workbench.config",
+    "start_training": "workbench.jobs",
+    "start_test": "workbench.jobs",
+    "train": "workbench.jobs",
+    "predict": "workbench.learners.classifier",
 }
 
 __all__ = ["__version__", "RunLog", "Run", "RunLogError", *_LAZY]
