@@ -39,6 +39,7 @@ from .config import FEWSHOT_KINDS, ConfigError, TrainingCommand
 from .runlog import ACTIVE, Run, RunLog, RunLogError
 
 STOP_FILE = "STOP"
+_SEED_LOCK = threading.Lock()
 
 
 # -- helpers ---------------------------------------------------------------------------
@@ -224,8 +225,9 @@ def run_training(command: TrainingCommand | Mapping[str, Any], data: str | Path 
     try:
         cbs, stopper, ckpt = _callbacks(stop, dm, cmd, run_dir / "checkpoints" if run_dir else None)
         cbs += list(callbacks)
-        pl.seed_everything(cmd.seed, workers=True, verbose=False)
-        module = ImageClassifier(cfg, dm.classes, dm.in_shape)
+        with _SEED_LOCK:  # two jobs starting at once must not interleave their seeded weight init
+            pl.seed_everything(cmd.seed, workers=True, verbose=False)
+            module = ImageClassifier(cfg, dm.classes, dm.in_shape)
         trainer = pl.Trainer(max_epochs=cmd.epochs, logger=logger, callbacks=cbs,
                              enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
                              **cmd.trainer.trainer_kwargs())
@@ -278,6 +280,11 @@ def _fit_summary(trainer: Any, module: Any, stopped: bool) -> dict[str, Any]:
 
     s: dict[str, Any] = {"epochs_completed": int(trainer.current_epoch), "steps": int(trainer.global_step),
                          "n_parameters": count_parameters(module), "stopped": bool(stopped)}
+    from pytorch_lightning.callbacks import EarlyStopping
+
+    es = [c for c in trainer.callbacks if isinstance(c, EarlyStopping)]
+    if es:
+        s["early_stopped"] = bool(es[0].stopped_epoch > 0)
     m = {k: float(v) for k, v in trainer.callback_metrics.items() if getattr(v, "numel", lambda: 1)() == 1}
     for k in ("val_loss", "val_accuracy", "train_loss"):
         if k in m:
@@ -314,8 +321,23 @@ def train(command: TrainingCommand | Mapping[str, Any] | str | Path, data: str |
     if d.get("kind", "baseline") in FEWSHOT_KINDS:
         from .learners.fewshot import train_from_command
 
-        return train_from_command(d, data=data, log=log)
+        log = log or RunLog()
+        return _as_result(train_from_command(d, data=data, log=log), log)
     return run_training(d, data, log=log, name=name, tags=tags, progress=progress)
+
+
+def _as_result(res: Any, log: RunLog, run_id: str | None = None) -> dict[str, Any]:
+    """A learner's return value (a run id or a dict) as ``{"run_id", "status", "summary", "error"}``."""
+    out = dict(res) if isinstance(res, Mapping) else {"run_id": res if isinstance(res, str) else run_id}
+    out["run_id"] = out.get("run_id") or run_id
+    if out["run_id"] and (out.get("status") is None or "summary" not in out):
+        rec = log._raw(log.resolve(out["run_id"]))
+        out.setdefault("summary", rec.get("summary") or {})
+        out["status"] = out.get("status") or rec["status"]
+        out.setdefault("error", rec.get("error"))
+    out.setdefault("summary", {})
+    out.setdefault("error", None)
+    return out
 
 
 # -- testing -----------------------------------------------------------------------------
@@ -524,12 +546,7 @@ def _run_thread(handle: JobHandle, body: Callable[[], dict[str, Any]]) -> None:
         handle._finish({"run_id": handle.run_id, "status": status, "summary": {}, "error": handle.error,
                         "traceback": traceback.format_exc()})
         return
-    res = dict(res or {})
-    res.setdefault("run_id", handle.run_id)
-    res.setdefault("error", None)
-    if "status" not in res or res["status"] is None:
-        res["status"] = handle.log._raw(handle.run_id)["status"]
-    handle._finish(res)
+    handle._finish(_as_result(res, handle.log, handle.run_id))
 
 
 def _spawn(args: list[str], run_dir: Path) -> subprocess.Popen:
@@ -559,6 +576,9 @@ def start_training(command: TrainingCommand | Mapping[str, Any] | str | Path, da
     if kind in FEWSHOT_KINDS:
         from .learners import fewshot  # imported only for these kinds
 
+        parse = getattr(fewshot, "parse_command", None)
+        if parse is not None:
+            parse(d)  # a bad command fails here, before a run exists
         run = log.start(name or d.get("name") or kind, kind, d, tags=tags, status="queued")
         flag = StopFlag(run.dir)
         h = JobHandle(run.id, log, "train", "thread", flag)

@@ -85,3 +85,52 @@ def test_subprocess_job_kill_is_crashed_and_interrupt_is_stopped(shapes_dir, run
     assert res["status"] == "stopped", open(os.path.join(runlog.get(b.run_id)["dir"], "job.log")).read()[-2000:]
     rec = runlog.get(b.run_id)
     assert rec["artifacts"].get("checkpoint")
+
+
+def test_few_shot_kinds_dispatch_lazily(monkeypatch, runlog, tmp_path, capsys):
+    """kind maml/protonet/… goes to workbench.learners.fewshot.train_from_command (contract with issue 5)."""
+    import json
+    import sys
+    import types
+
+    import workbench.learners
+    from workbench.config import ConfigError
+
+    calls = []
+
+    def parse_command(d):
+        if "ways" not in d:
+            raise ConfigError("ways", "missing", None)
+        return d
+
+    def train_from_command(command_dict, data=None, log=None, run=None, stop_event=None):
+        calls.append((command_dict, data, run.id if run is not None else None, stop_event))
+        if run is None:
+            run = log.start("fs", command_dict["kind"], command_dict)
+        elif run.status == "queued":
+            run.set_status("running")
+        run.finish("completed", summary={"accuracy": 0.9})
+        return run.id
+
+    fake = types.ModuleType("workbench.learners.fewshot")
+    fake.parse_command, fake.train_from_command = parse_command, train_from_command
+    monkeypatch.setitem(sys.modules, "workbench.learners.fewshot", fake)
+    monkeypatch.setattr(workbench.learners, "fewshot", fake, raising=False)
+
+    with pytest.raises(ConfigError):
+        jobs.start_training({"kind": "maml"}, log=runlog)
+    assert runlog.runs() == []  # rejected before a run exists
+    job = jobs.start_training({"kind": "protonet", "ways": 5}, data="glyphs", log=runlog)
+    res = job.wait(10)
+    assert res["status"] == "completed" and res["summary"]["accuracy"] == 0.9
+    cmd, data, run_id, stop_event = calls[-1]
+    assert cmd["ways"] == 5 and data == "glyphs" and run_id == job.run_id and stop_event is not None
+    res = jobs.train({"kind": "maml", "ways": 5}, log=runlog)
+    assert res["status"] == "completed" and res["run_id"] != job.run_id
+    from workbench.cli import main
+
+    f = tmp_path / "fs.json"
+    f.write_text(json.dumps({"kind": "fomaml", "ways": 5}))
+    assert main(["train", "--config", str(f), "--db", str(runlog.path)]) == 0
+    assert "completed" in capsys.readouterr().out
+    assert len(runlog.runs()) == 3

@@ -56,7 +56,8 @@ def test_cli_train_and_test(shapes_dir, tmp_path, capsys):
     from workbench.runlog import RunLog
 
     cfg = tmp_path / "cmd.json"
-    cfg.write_text(json.dumps(fast_command(name="cli-run", epochs=4)))
+    cfg.write_text(json.dumps(fast_command(name="cli-run", epochs=4,
+                                           scheduler={"name": "StepLR", "params": {"step_size": 2, "gamma": 0.5}})))
     db = str(tmp_path / "runs.json")
     assert main(["train", "--config", str(cfg), "--data", str(shapes_dir), "--db", db, "--no-progress",
                  "--tag", "cli"]) == 0
@@ -73,3 +74,32 @@ def test_cli_train_and_test(shapes_dir, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "optimizer.name: unknown optimizer 'Adamw'; did you mean 'AdamW'" in err
     assert len(RunLog(db).runs()) == 1
+
+
+def test_early_stopping_and_plateau_scheduler(shapes_dir, runlog):
+    cmd = fast_command(name="early", epochs=50, early_stopping={"monitor": "val_accuracy", "patience": 1,
+                                                                "min_delta": 0.9},
+                       scheduler={"name": "ReduceLROnPlateau", "params": {"patience": 0}})
+    res = jobs.train(cmd, data=shapes_dir, log=runlog, progress=False)
+    s = res["summary"]
+    assert res["status"] == "trained" and s["early_stopped"] is True
+    assert s["epochs_completed"] == 2  # best set at epoch 0, no 0.9 gain at epoch 1 → stop
+    rec = runlog.get(res["run_id"])
+    assert rec["config"]["early_stopping"] == {"monitor": "val_accuracy", "patience": 1, "mode": "max",
+                                               "min_delta": 0.9}
+
+
+def test_concurrent_jobs_start_from_the_same_weights(shapes_dir, runlog):
+    import torch
+
+    from workbench.learners.classifier import load_classifier
+
+    a = jobs.start_training(fast_command(name="twin-a", epochs=1), data=shapes_dir, log=runlog)
+    b = jobs.start_training(fast_command(name="twin-b", epochs=1), data=shapes_dir, log=runlog)
+    ra, rb = a.wait(60), b.wait(60)
+    assert ra["status"] == rb["status"] == "trained"
+    # same seed, same data order → same trained weights even though the jobs ran side by side
+    ma, _ = load_classifier(a.run_id, runlog)
+    mb, _ = load_classifier(b.run_id, runlog)
+    for (k, va), (_, vb) in zip(ma.state_dict().items(), mb.state_dict().items()):
+        assert torch.allclose(va, vb, atol=1e-5), k

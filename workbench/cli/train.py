@@ -41,10 +41,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     if cmd.get("kind", "baseline") in FEWSHOT_KINDS:
         from ..learners.fewshot import train_from_command
 
-        run = (log or RunLog()).handle(args.run_id) if args.run_id else None
-        res = train_from_command(cmd, data=args.data, log=log, run=run)
-        print(json.dumps(res, default=str) if isinstance(res, dict) else res)
-        return 0
+        log = log or RunLog()
+        run = log.handle(args.run_id) if args.run_id else None
+        res = jobs._as_result(train_from_command(cmd, data=args.data, log=log, run=run), log,
+                              run.id if run is not None else None)
+        print(f"run {res['run_id']} {res['status']}")
+        return 0 if res["status"] in ("trained", "completed") else 1
     if args.check:
         c, dm = jobs.prepare(cmd, args.data)
         print(f"ok: {dm.n_labels} classes, {len(dm.samples)} images, split {dm.info()['split_counts']}")
