@@ -81,6 +81,8 @@ class ScrapePanel:
         self.error: BaseException | None = None
         self._done = threading.Event()
         self._stop_event = threading.Event()
+        self._run_limit: int | None = None
+        self._ui_lock = threading.Lock()  # progress arrives from several download threads at once
         self.start.on_click(self._on_start)
         self.stop.on_click(self._on_stop)
 
@@ -119,8 +121,9 @@ class ScrapePanel:
         self._done.clear()
         self._stop_event.clear()
         self.start.disabled, self.stop.disabled = True, False
+        self._run_limit = int(self.limit.value) or None  # the bars describe this run, whatever is edited meanwhile
         kwargs = dict(self.scrape_kwargs)
-        kwargs.update(labels=labels, pages=int(self.pages.value), limit=int(self.limit.value) or None,
+        kwargs.update(labels=labels, pages=int(self.pages.value), limit=self._run_limit,
                       size=self.size.value.strip() or None, chips=self.chips.value.strip() or None,
                       progress=self._on_progress, log=lambda m: self._set_status(m), stop=self._stop_event)
         self.thread = threading.Thread(target=self._run, args=(queries, self.out.value, kwargs),
@@ -148,7 +151,11 @@ class ScrapePanel:
         self._set_status("stopping: finishing the downloads in flight …")
 
     def _on_progress(self, p: Any) -> None:
-        limit = int(self.limit.value) or None
+        with self._ui_lock:
+            self._show_progress(p)
+
+    def _show_progress(self, p: Any) -> None:
+        limit = self._run_limit
         for label, c in p.labels.items():
             if label not in self.bars:
                 continue
