@@ -199,6 +199,8 @@ class TrainingCommand:
     name: str | None = None
     data: str | None = None
     labels: list[str] | None = None
+    #: Target mapping: class folder → label (renames or merges classes before ``labels`` applies).
+    label_map: dict[str, str] | None = None
     image_size: int | list[int] = 32
     channels: int = 3
     model: ModelSpec = field(default_factory=ModelSpec)
@@ -226,6 +228,7 @@ class TrainingCommand:
         d: dict[str, Any] = {
             "kind": self.kind, "name": self.name, "data": self.data,
             "labels": list(self.labels) if self.labels is not None else None,
+            "label_map": dict(self.label_map) if self.label_map is not None else None,
             "image_size": list(self.image_size) if isinstance(self.image_size, (list, tuple)) else self.image_size,
             "channels": self.channels, "model": self.model.to_dict(), "criterion": self.criterion.to_dict(),
             "optimizer": self.optimizer.to_dict(),
@@ -288,6 +291,13 @@ class TrainingCommand:
                 dup = next(x for x in labels if labels.count(x) > 1)
                 raise ConfigError("labels", f"class {dup!r} is listed twice", labels)
             cmd.labels = list(labels)
+        if d.get("label_map") is not None:
+            lm = d["label_map"]
+            if not isinstance(lm, Mapping) or not all(isinstance(k, str) and isinstance(v, str) and v
+                                                      for k, v in lm.items()):
+                raise ConfigError("label_map", "expected an object mapping class folder names to label names,"
+                                  f" got {_show(lm)}", lm)
+            cmd.label_map = dict(lm)
         if "image_size" in d:
             cmd.image_size = _image_size(d["image_size"])
         if "channels" in d:

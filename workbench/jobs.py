@@ -115,7 +115,7 @@ def prepare(command: TrainingCommand | Mapping[str, Any], data: str | Path | Non
     root = data if data is not None else cmd.data
     if root is None:
         raise ConfigError("data", "no dataset: pass data=DIR (or --data) or set 'data' in the command", None)
-    classes, _ = scan_folder(root, cmd.labels)
+    classes, _ = scan_folder(root, cmd.labels, cmd.label_map)
     cmd.validate(n_labels=len(classes))  # names, params and shapes, before decoding anything
     dm = ImageFolderDataModule(root, cmd)
     cmd.data = str(dm.root)
@@ -376,7 +376,7 @@ def run_test(run_ref: str, data: str | Path | None = None, *, limit: int | None 
         split = json.loads(split_file.read_text(encoding="utf-8"))
         source = "held-out test split"
     else:
-        _, samples = scan_folder(root, model.classes)
+        _, samples = scan_folder(root, model.classes, cmd.label_map)
         split = {"train": [], "val": [], "test": [r for r, _ in samples]}
         source = "all images of the folder"
     dm = ImageFolderDataModule(root, cmd, split=split, classes=model.classes)

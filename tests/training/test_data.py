@@ -79,3 +79,17 @@ def test_labels_pick_and_order_classes(shapes_dir):
     with pytest.raises(ConfigError) as ei:
         ImageFolderDataModule(shapes_dir, fast_command(labels=["square", "hexagon"]))
     assert ei.value.path == "labels[1]" and "circle" in ei.value.allowed
+
+
+def test_label_map_merges_and_renames_classes(shapes_dir):
+    cmd = fast_command(label_map={"circle": "round", "square": "angular", "triangle": "angular"})
+    dm = ImageFolderDataModule(shapes_dir, cmd)
+    assert dm.classes == ["angular", "cross", "round"]
+    counts = np.bincount(dm.targets).tolist()
+    assert counts == [48, 24, 24]
+    assert dm.info()["label_map"]["circle"] == "round"
+    with pytest.raises(ConfigError) as ei:
+        ImageFolderDataModule(shapes_dir, fast_command(label_map={"circel": "round"}))
+    assert ei.value.path == "label_map.circel" and ei.value.suggestions == ["circle"]
+    with pytest.raises(ConfigError, match="^label_map: expected an object"):
+        ImageFolderDataModule(shapes_dir, fast_command(label_map={"circle": 3}))

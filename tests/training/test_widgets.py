@@ -21,6 +21,10 @@ def test_train_panel_validates_starts_updates_and_finishes(shapes_dir, runlog):
     assert "optimizer.name" in p.message.value and "Adam" in p.message.value
     p.start_button.click()  # an invalid command does not start
     assert p.job is None and "not started" in p.status.value and runlog.runs() == []
+    wrong_head = fast_command()
+    wrong_head["model"]["layers"][-1] = {"name": "Linear", "params": {"in_features": "auto", "out_features": 3}}
+    p.editor.value = json.dumps(wrong_head)  # checked against the folder's 4 classes, not a placeholder
+    assert "model.layers[7]" in p.message.value and "(N, 4)" in p.message.value
     p.editor.value = json.dumps(fast_command(name="panel", epochs=4))
     assert "✓" in p.message.value
     p.start_button.click()

@@ -30,17 +30,31 @@ from ..config import Component, ConfigError, TrainingCommand, build_component, c
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
-def scan_folder(root: str | Path, labels: Sequence[str] | None = None) -> tuple[list[str], list[tuple[str, int]]]:
-    """Classes (sub-folder names, sorted, or ``labels`` in that order) and ``(relpath, class index)`` samples."""
+def scan_folder(root: str | Path, labels: Sequence[str] | None = None,
+                label_map: Mapping[str, str] | None = None) -> tuple[list[str], list[tuple[str, int]]]:
+    """Classes and ``(relpath, class index)`` samples of an image folder.
+
+    ``label_map`` (the command's target mapping) renames or merges class folders
+    (``{"red_circles": "round", "teal_rings": "round"}``); ``labels`` then picks and orders
+    the classes to keep (default: every class, sorted).
+    """
     root = Path(root).expanduser()
     if not root.is_dir():
         raise ConfigError("data", f"dataset folder {str(root)!r} does not exist", str(root))
-    found = {}
+    folders = {}
     for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
         files = sorted(f.relative_to(root).as_posix() for f in d.rglob("*")
                        if f.suffix.lower() in IMAGE_EXTS and f.is_file() and not f.name.startswith("."))
         if files:
-            found[d.name] = files
+            folders[d.name] = files
+    label_map = dict(label_map or {})
+    for k in label_map:
+        if k not in folders:
+            raise ConfigError(f"label_map.{k}", f"no class folder {k!r} in {root}", k, sorted(folders),
+                              close_matches(k, list(folders)))
+    found: dict[str, list[str]] = {}
+    for name, files in folders.items():
+        found.setdefault(label_map.get(name, name), []).extend(files)
     if labels:
         for i, lab in enumerate(labels):
             if lab not in found:
@@ -52,7 +66,7 @@ def scan_folder(root: str | Path, labels: Sequence[str] | None = None) -> tuple[
     if len(classes) < 2:
         raise ConfigError("data", f"{root} has {len(classes)} class folder(s) with images; a classifier needs"
                           " at least 2 (layout: root/<class>/<image>)", str(root))
-    samples = [(f, ci) for ci, c in enumerate(classes) for f in found[c]]
+    samples = [(f, ci) for ci, c in enumerate(classes) for f in sorted(found[c])]
     return classes, samples
 
 
@@ -229,7 +243,7 @@ class ImageFolderDataModule(pl.LightningDataModule):
         self.root = Path(root).expanduser().resolve()
         self.command = TrainingCommand.from_dict(command)
         cmd = self.command
-        self.classes, self.samples = scan_folder(self.root, classes or cmd.labels)
+        self.classes, self.samples = scan_folder(self.root, classes or cmd.labels, cmd.label_map)
         self.fingerprint = fingerprint(self.root, self.samples)
         if split is not None:
             pos = {rel: i for i, (rel, _) in enumerate(self.samples)}
@@ -274,7 +288,8 @@ class ImageFolderDataModule(pl.LightningDataModule):
     def info(self) -> dict[str, Any]:
         """What the run record stores about the data: folder, fingerprint, classes, split counts."""
         return {"root": str(self.root), "fingerprint": self.fingerprint, "n_images": len(self.samples),
-                "classes": list(self.classes), "split_seed": self.command.seed,
+                "classes": list(self.classes), "label_map": dict(self.command.label_map or {}) or None,
+                "split_seed": self.command.seed,
                 "split_fractions": self.command.split.to_dict(),
                 "split_counts": {k: len(v) for k, v in self.split.items()}, "split_file": "split.json"}
 

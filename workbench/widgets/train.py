@@ -63,7 +63,9 @@ class TrainPanel:
         self.results = W.HTML()
         self.start_button.on_click(lambda _: self.start())
         self.stop_button.on_click(lambda _: self.stop())
+        self._scanned: tuple[Any, int | None] = (None, None)
         self.editor.observe(lambda _: self.check(), names="value")
+        self.data.observe(lambda _: self.check(), names="value")
         self.widget = W.VBox([
             self.editor, self.data, self.message,
             W.HBox([self.start_button, self.stop_button, W.Label("Status:"), self.status]),
@@ -76,10 +78,24 @@ class TrainPanel:
         """The editor's command, parsed (raises ConfigError)."""
         return TrainingCommand.from_json(self.editor.value)
 
+    def _n_labels(self, cmd: TrainingCommand) -> int | None:
+        """Classes in the data folder (cached per folder and mapping), so shape messages use the real count."""
+        from ..data.imagefolder import scan_folder
+
+        key = (self.data.value.strip(), json.dumps([cmd.labels, cmd.label_map]))
+        if key != self._scanned[0]:
+            try:
+                n: int | None = len(scan_folder(key[0], cmd.labels, cmd.label_map)[0]) if key[0] else None
+            except (ConfigError, OSError):
+                n = None  # reported on Start, with the field that is wrong
+            self._scanned = (key, n)
+        return self._scanned[1]
+
     def check(self) -> bool:
-        """Validate the editor's JSON (names and shapes; the data is checked on Start)."""
+        """Validate the editor's JSON: names, parameters and shapes (against the data folder's classes)."""
         try:
-            self.command().validate()
+            cmd = self.command()
+            cmd.validate(self._n_labels(cmd))
         except ConfigError as exc:
             self.message.value = f"<span style='color:#b00'>✗ {_esc(str(exc))}</span>"
             return False
