@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 
 
 def _param(text: str) -> tuple[str, str]:
@@ -53,9 +54,25 @@ def cmd_scrape(args: argparse.Namespace) -> int:
     def progress_line(msg: str) -> None:
         print(msg, file=sys.stderr if args.json else sys.stdout, flush=True)
 
+    live = sys.stderr.isatty()
+    last = [0.0]
+
+    def progress(p) -> None:  # one self-rewriting line on a terminal; nothing when piped
+        now = time.monotonic()
+        if not live or (now - last[0] < 0.2 and p.phase != "done"):
+            return
+        last[0] = now
+        o = p.overall
+        sys.stderr.write(f"\r  {p.phase}: {o.get('done', 0)}/{o.get('candidates', 0)} candidates · "
+                         f"{o.get('accepted', 0)} new · {o.get('rejected', 0)} rejected   ")
+        if p.phase == "done":
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
     result = scrape(args.queries, args.out, labels=args.labels, pages=args.pages, limit=args.limit,
                     size=args.size, chips=args.chips, resize=args.resize, workers=args.workers,
-                    params=dict(args.param), base_url=args.base_url, offline=args.offline, log=progress_line)
+                    params=dict(args.param), base_url=args.base_url, offline=args.offline, log=progress_line,
+                    progress=progress)
     if args.json:
         json.dump(result.to_dict(), sys.stdout, indent=1, default=str)
         sys.stdout.write("\n")
