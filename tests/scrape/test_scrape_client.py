@@ -147,8 +147,8 @@ def test_empty_result_error_for_good_raises_no_results(stub, client):
 
 
 def test_slow_response_times_out_then_retry_succeeds(stub):
-    stub.set_fault("slow", times=1, seconds=1.0)
-    with SerpApiClient(base_url=stub.base_url, retries=2, backoff=0.01, timeout=(1.0, 0.3)) as c:
+    stub.set_fault("slow", times=1, seconds=2.0)
+    with SerpApiClient(base_url=stub.base_url, retries=2, backoff=0.01, timeout=(2.0, 0.6)) as c:
         assert len(c.search("red fox")["images_results"]) == 100
     assert stub.count("search") == 2
 

@@ -213,10 +213,10 @@ def test_stub_with_latency_still_completes_in_parallel(tmp_path, runlog):
 def test_http_errors_and_timeouts_are_rejects(tmp_path):
     from workbench.scrape import Downloader, ImageResult
 
-    with SerpApiStub(image_latency=0.5) as slow:
+    with SerpApiStub(image_latency=1.5) as slow:
         items = [ImageResult(query="q", label="a", page=0, position=1, original=f"{slow.origin}/nothing/here.jpg"),
                  ImageResult(query="q", label="a", page=0, position=2,
                              original=f"{slow.origin}/img/red%20fox/-/auto/1.jpg")]
-        rep = Downloader(tmp_path / "ds", workers=2, timeout=(1.0, 0.1), retries=0).run(items, {"a": "a"})
+        rep = Downloader(tmp_path / "ds", workers=2, timeout=(2.0, 0.5), retries=0).run(items, {"a": "a"})
     assert dict(rep.rejects) == {"http_error": 1, "timeout": 1}
     assert {r["detail"] for r in rep.reject_rows if r["reason"] == "http_error"} == {"HTTP 404"}
