@@ -198,15 +198,36 @@ def _is_base_char(cp: int) -> bool:
 def _unit(img: np.ndarray) -> np.ndarray:
     """Centred, unit-norm vector: dot products are Pearson correlations."""
     v = img.ravel() - img.mean()
-    return v / (np.linalg.norm(v) + 1e-8)
+    return (v / (np.linalg.norm(v) + 1e-8)).astype(np.float32)
 
 
 @lru_cache(maxsize=4)
 def class_list() -> tuple[tuple[str, int], ...]:
-    """All ``(alphabet, codepoint)`` classes of the benchmark after the near-duplicate rule."""
+    """All ``(alphabet, codepoint)`` classes of the benchmark after the near-duplicate rule
+    (computed once, then read from ``cache_dir()/glyphs``)."""
+    import json
+
+    import matplotlib
+
+    path = paths.cache_dir() / "glyphs" / f"classes-v{GENERATOR_VERSION}-mpl{matplotlib.__version__}.json"
+    try:
+        return tuple((str(a), int(cp)) for a, cp in json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError):
+        pass
+    kept = _compute_class_list()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(kept), encoding="utf-8")
+    os.replace(tmp, path)
+    return tuple(kept)
+
+
+def _compute_class_list() -> list[tuple[str, int]]:
     sans = _cmap("DejaVuSans.ttf")
     kept: list[tuple[str, int]] = []
-    bank: list[np.ndarray] = []  # unit-norm renderings of kept classes, all four rotations
+    # Unit vectors of every kept class in all four rotations, preallocated (no re-stacking).
+    bank = np.zeros((4 * sum(hi - lo + 1 for r in ALPHABETS.values() for lo, hi in r), 24 * 24), np.float32)
+    n_bank = 0
     for alphabet, ranges in ALPHABETS.items():
         n_alpha = 0
         cap = MAX_PER_ALPHABET.get(alphabet)
@@ -220,13 +241,15 @@ def class_list() -> tuple[tuple[str, int], ...]:
                 if can is None or max(w, h) < 14 or can.sum() < 8.0:
                     continue  # nothing or too little to draw at 28×28
                 v = _unit(can)
-                if bank and float(np.max(np.stack(bank) @ v)) >= DUPLICATE_SIMILARITY:
+                # Element-wise, not BLAS: a multi-threaded matvec per candidate spins badly on shared cores.
+                if n_bank and float(np.max((bank[:n_bank] * v).sum(1))) >= DUPLICATE_SIMILARITY:
                     continue
                 kept.append((alphabet, cp))
                 n_alpha += 1
                 for k in range(4):
-                    bank.append(_unit(np.rot90(can, k)))
-    return tuple(kept)
+                    bank[n_bank] = _unit(np.rot90(can, k))
+                    n_bank += 1
+    return kept
 
 
 def _fonts_for(cp: int) -> list[str]:

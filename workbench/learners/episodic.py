@@ -1,0 +1,79 @@
+"""Shared Lightning plumbing for episodic few-shot learners (MAML, ProtoNet, fine-tune).
+
+Every learner implements :meth:`EpisodicModule.task_logits` — adapt to one task's support
+set and score its query set — and inherits validation/test steps that call it per task.
+
+Lightning runs ``validate``/``test`` under ``torch.inference_mode()``. Adaptation needs
+gradients there (MAML's inner loop, the fine-tune baseline's head), and tensors made in
+inference mode can never enter autograd, so the eval step leaves inference mode, re-enables
+gradients and clones the batch into ordinary tensors. Users can therefore call
+``trainer.validate``/``trainer.test`` with any Trainer; ours also sets ``inference_mode=False``.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import torch
+import torch.nn.functional as F
+
+import pytorch_lightning as pl
+
+#: Optimizers accepted when :mod:`workbench.registry` is unavailable.
+_FALLBACK_OPTIMIZERS = ("Adam", "AdamW", "SGD", "RMSprop")
+
+
+def build_optimizer(name: str, params: dict[str, Any] | None, parameters: Iterable[torch.nn.Parameter]):
+    """An optimizer from a registry name (``torch.optim`` classes; never ``eval``)."""
+    try:
+        from ..registry import optimizers
+
+        table = optimizers()
+    except Exception:  # the registry is optional here: fall back to a fixed allow-list
+        table = {n: getattr(torch.optim, n) for n in _FALLBACK_OPTIMIZERS}
+    if name not in table:
+        raise ValueError(f"optimizer.name: unknown optimizer {name!r} (allowed: {', '.join(sorted(table))})")
+    return table[name](parameters, **dict(params or {}))
+
+
+class EpisodicModule(pl.LightningModule):
+    """Base class: per-task evaluation on batches of episodes, logging ``{val,test}_accuracy``."""
+
+    #: Per-episode accuracies of the last ``trainer.test`` (for the 95% CI).
+    test_episode_accuracies: list[float]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.test_episode_accuracies = []
+
+    def task_logits(self, support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.Tensor,
+                    n_way: int) -> torch.Tensor:
+        """Adapt to one task's support set and return query logits ``[n_query, n_way]``."""
+        raise NotImplementedError
+
+    def evaluate_batch(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-task query ``(loss, accuracy)`` for a batch of episodes, gradients available inside."""
+        with torch.inference_mode(False), torch.enable_grad():
+            sx, sy, qx, qy = (t.clone() for t in batch)
+            losses, accs = [], []
+            for i in range(sx.shape[0]):
+                n_way = int(sy[i].max()) + 1
+                logits = self.task_logits(sx[i], sy[i], qx[i], n_way).detach()
+                losses.append(F.cross_entropy(logits, qy[i]))
+                accs.append((logits.argmax(-1) == qy[i]).float().mean())
+        return torch.stack(losses), torch.stack(accs)
+
+    def validation_step(self, batch, batch_idx: int):
+        loss, acc = self.evaluate_batch(batch)
+        b = loss.shape[0]
+        self.log("val_loss", loss.mean(), on_epoch=True, batch_size=b, sync_dist=True)
+        self.log("val_accuracy", acc.mean(), on_epoch=True, prog_bar=True, batch_size=b, sync_dist=True)
+
+    def on_test_epoch_start(self) -> None:
+        self.test_episode_accuracies = []
+
+    def test_step(self, batch, batch_idx: int):
+        loss, acc = self.evaluate_batch(batch)
+        self.test_episode_accuracies.extend(float(a) for a in acc)
+        b = loss.shape[0]
+        self.log("test_loss", loss.mean(), on_epoch=True, batch_size=b, sync_dist=True)
+        self.log("test_accuracy", acc.mean(), on_epoch=True, batch_size=b, sync_dist=True)

@@ -1,0 +1,66 @@
+"""Prototypical Networks (Snell et al. 2017): metric-based few-shot learning.
+
+An encoder maps images to embeddings; each class's *prototype* is the mean embedding of its
+support images; a query is scored by the negative squared Euclidean distance to every
+prototype (``logits = -‖f(x) - c_k‖²``), trained with cross-entropy over episodes. Meta-training
+with more ways than testing (``train_n_way`` in the data module) helps, as in the paper.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..nets.backbones import conv4
+from .episodic import EpisodicModule, build_optimizer
+
+
+def prototypes(z_support: torch.Tensor, y_support: torch.Tensor, n_way: int) -> torch.Tensor:
+    """Class means ``[..., n_way, D]`` of support embeddings ``[..., S, D]`` (labels ``[..., S]``)."""
+    onehot = F.one_hot(y_support, n_way).to(z_support.dtype)            # [..., S, N]
+    sums = onehot.transpose(-1, -2) @ z_support                           # [..., N, D]
+    return sums / onehot.sum(-2).unsqueeze(-1).clamp_min(1)
+
+
+def proto_logits(z_query: torch.Tensor, protos: torch.Tensor) -> torch.Tensor:
+    """Negative squared Euclidean distances ``[..., Q, N]`` from queries to prototypes."""
+    return -(z_query.unsqueeze(-2) - protos.unsqueeze(-3)).square().sum(-1)
+
+
+class ProtoNet(EpisodicModule):
+    """ProtoNet over a Conv-4 encoder (no head). BatchNorm keeps running statistics (eval
+    mode uses them), so queries are scored independently of each other."""
+
+    def __init__(self, in_channels: int = 1, image_size: int = 28, hidden: int = 64, optimizer: str = "Adam",
+                 optimizer_params: dict | None = None) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.encoder = conv4(in_channels, 0, hidden, image_size, track_running_stats=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x)
+
+    def batch_logits(self, sx: torch.Tensor, sy: torch.Tensor, qx: torch.Tensor) -> torch.Tensor:
+        """Query logits for a batch of tasks ``[B, …]`` with one encoder pass over all images."""
+        b, s = sx.shape[:2]
+        q = qx.shape[1]
+        z = self.encoder(torch.cat([sx.flatten(0, 1), qx.flatten(0, 1)]))
+        zs, zq = z[: b * s].view(b, s, -1), z[b * s:].view(b, q, -1)
+        n_way = int(sy.max()) + 1
+        return proto_logits(zq, prototypes(zs, sy, n_way))
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        sx, sy, qx, qy = batch
+        logits = self.batch_logits(sx, sy, qx)
+        loss = F.cross_entropy(logits.flatten(0, 1), qy.flatten())
+        acc = (logits.argmax(-1) == qy).float().mean()
+        self.log("train_loss", loss, on_step=True, prog_bar=True, batch_size=sx.shape[0])
+        self.log("train_accuracy", acc, on_step=True, batch_size=sx.shape[0])
+        return loss
+
+    def task_logits(self, support_x, support_y, query_x, n_way):
+        with torch.no_grad():
+            return self.batch_logits(support_x[None], support_y[None], query_x[None])[0]
+
+    def configure_optimizers(self):
+        h = self.hparams
+        return build_optimizer(h.optimizer, h.optimizer_params or {"lr": 1e-3}, self.parameters())
