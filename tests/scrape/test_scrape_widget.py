@@ -32,7 +32,7 @@ def test_click_runs_in_the_background_with_live_progress(tmp_path, runlog):
     bar, text = panel.bars["Fox"]
     assert bar.value == bar.max and text.value.startswith("15 of 15 images")
     assert "30 new" in panel.overall_text.value
-    assert panel.preview.value[:8] == b"\x89PNG\r\n\x1a\n"
+    assert panel.preview.value[:8] == b"\x89PNG\r\n\x1a\n" and panel.preview.layout.display is None
     assert "30 images" in panel.status.value
     assert runlog.get(res.run_id)["config"]["chips"] == "night"
 
@@ -59,6 +59,7 @@ def test_errors_from_the_thread_reach_the_panel(tmp_path, runlog):
         with pytest.raises(SerpApiAuthError):
             panel.wait(30)
     assert "Invalid API key" in panel.status.value and "b00020" in panel.status.value
+    assert panel.preview.layout.display == "none"
     assert not panel.start.disabled
 
 

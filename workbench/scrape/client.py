@@ -144,6 +144,18 @@ def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
     return out
 
 
+def _cause(exc: BaseException) -> str:
+    """The root cause of a ``requests`` error in a few words (its text nests URLs and reprs)."""
+    text = str(exc)
+    m = re.search(r"\[Errno -?\d+\] [^'\")\]]+", text)
+    if m:
+        return m.group(0).strip()
+    m = re.search(r"(Read|Connect) timed out\.?( \(\w+ timeout=[\d.]+\))?", text)
+    if m:
+        return m.group(0)
+    return type(exc).__name__
+
+
 class _RedactingFilter(logging.Filter):
     """Scrubs API keys from urllib3's debug lines (they print full request URLs)."""
 
@@ -318,11 +330,11 @@ class SerpApiClient:
             resp = self.session.get(self.base_url, params=query, timeout=self.timeout,
                                     headers={"Accept": "application/json"})
         except requests.RequestException as exc:
-            # The exception text carries the full URL (key included): rebuild it, cleaned.
-            kind = "timed out" if isinstance(exc, requests.Timeout) else "could not connect"
-            detail = redact(str(exc), [self._api_key])
-            raise SerpApiConnectionError(f"SerpApi {kind} after {self.retries} retries "
-                                         f"({type(exc).__name__}: {detail})", query=q) from None
+            # The exception text carries the full URL (key included): say it again, short and clean.
+            timed_out = isinstance(exc, requests.Timeout) or "timed out" in str(exc).lower()
+            kind = "timed out" if timed_out else "could not connect"
+            raise SerpApiConnectionError(f"SerpApi {kind} at {redact(self.base_url.split('?')[0])} after "
+                                         f"{self.retries} retries ({_cause(exc)})", query=q) from None
         try:
             data = resp.json()
         except ValueError:

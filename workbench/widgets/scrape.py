@@ -71,7 +71,8 @@ class ScrapePanel:
         self.overall_text = W.Label(value="")
         self.bars: dict[str, tuple[W.IntProgress, W.Label]] = {}
         self.bars_box = W.VBox([])
-        self.preview = W.Image(format="png", layout=W.Layout(max_width="760px"))
+        # hidden until there is a picture: an empty <img> shows as a broken-image icon
+        self.preview = W.Image(format="png", layout=W.Layout(max_width="760px", display="none"))
         self.widget = W.VBox([
             self.queries, self.out, W.HBox([self.pages, self.limit]), W.HBox([self.size, self.chips]),
             W.HBox([self.start, self.stop]), self.status, W.HBox([self.overall, self.overall_text]),
@@ -117,6 +118,7 @@ class ScrapePanel:
         self.bars_box.children = rows
         self.overall.value, self.overall.max, self.overall_text.value = 0, 1, ""
         self.preview.value = b""
+        self.preview.layout.display = "none"
         self.result, self.error = None, None
         self._done.clear()
         self._stop_event.clear()
@@ -138,6 +140,7 @@ class ScrapePanel:
             self._set_status(self.result.summary().splitlines()[0])
             if self.result.total:
                 self.preview.value = self._preview_png()
+                self.preview.layout.display = None
         except BaseException as exc:  # shown in the panel; the thread has nobody to raise to
             self.error = exc
             self._set_status(f"{type(exc).__name__}: {exc}", error=True)
