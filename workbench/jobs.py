@@ -39,7 +39,6 @@ from .config import FEWSHOT_KINDS, ConfigError, TrainingCommand
 from .runlog import ACTIVE, Run, RunLog, RunLogError
 
 STOP_FILE = "STOP"
-_SEED_LOCK = threading.Lock()
 
 
 # -- helpers ---------------------------------------------------------------------------
@@ -52,9 +51,11 @@ def command_dict(command: TrainingCommand | Mapping[str, Any] | str | Path) -> d
         return json.loads(json.dumps(dict(command)))
     if isinstance(command, (str, Path)):
         text = str(command).strip()
-        if text.startswith("{"):
-            return TrainingCommand.from_json(text).to_dict() if json.loads(text).get("kind", "baseline") \
-                not in FEWSHOT_KINDS else json.loads(text)
+        if text.startswith("{"):  # JSON text (from an editor) rather than a file name
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ConfigError("", f"not valid JSON: {exc.msg} at line {exc.lineno}", text[:80]) from None
         p = Path(command).expanduser()
         if not p.is_file():
             raise ConfigError("", f"no command file {str(p)!r}", str(p))
@@ -225,7 +226,9 @@ def run_training(command: TrainingCommand | Mapping[str, Any], data: str | Path 
     try:
         cbs, stopper, ckpt = _callbacks(stop, dm, cmd, run_dir / "checkpoints" if run_dir else None)
         cbs += list(callbacks)
-        with _SEED_LOCK:  # two jobs starting at once must not interleave their seeded weight init
+        from .nets.builder import RNG_LOCK
+
+        with RNG_LOCK:  # no other job or validation may draw from the global RNG during a seeded init
             pl.seed_everything(cmd.seed, workers=True, verbose=False)
             module = ImageClassifier(cfg, dm.classes, dm.in_shape)
         trainer = pl.Trainer(max_epochs=cmd.epochs, logger=logger, callbacks=cbs,

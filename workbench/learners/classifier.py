@@ -12,7 +12,6 @@ from typing import Any, Mapping, Sequence
 
 import pytorch_lightning as pl
 import torch
-from torch import nn
 
 from ..config import TrainingCommand, build_component
 from ..nets.builder import build_model
@@ -159,4 +158,4 @@ def predict(run: str | Mapping[str, Any], images: Sequence[Any], log: Any = None
     return out
 
 
-__all__ = ["ImageClassifier", "classification_report", "load_classifier", "predict", "nn"]
+__all__ = ["ImageClassifier", "classification_report", "load_classifier", "predict"]

@@ -17,6 +17,7 @@ the layer requires and the user left out (``in_features`` …) is inferred the s
 from __future__ import annotations
 
 import math
+import threading
 from typing import Any, Mapping
 
 import torch
@@ -25,6 +26,10 @@ from torch import nn
 from ..config import Component, ConfigError, ModelSpec, build_component, check_params, unknown_name
 from .. import registry
 from .backbones import PRESETS
+
+#: Held while weights are initialised from the global torch RNG (validation dry runs, a job's
+#: seeded model init), so concurrent jobs in one kernel cannot draw from each other's stream.
+RNG_LOCK = threading.RLock()
 
 #: Parameters "auto" can fill, and how: from the channel dim (1) or the last dim of the input.
 AUTO_RULES: dict[str, str] = {
