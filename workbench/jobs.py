@@ -564,15 +564,17 @@ def _spawn(args: list[str], run_dir: Path) -> subprocess.Popen:
 
 def start_training(command: TrainingCommand | Mapping[str, Any] | str | Path, data: str | Path | None = None, *,
                    name: str | None = None, tags: Iterable[str] = (), log: RunLog | None = None,
-                   mode: str = "auto") -> JobHandle:
+                   mode: str = "auto", callbacks: Iterable[Any] = ()) -> JobHandle:
     """Validate a command, create its run and train it in the background; returns at once.
 
     A command that fails validation raises :class:`~workbench.config.ConfigError` and
     creates no run. ``mode``: ``"auto"`` (thread, or subprocess for multi-process
-    strategies), ``"thread"`` or ``"subprocess"``.
+    strategies), ``"thread"`` or ``"subprocess"``. ``callbacks``: extra Lightning callbacks
+    (thread jobs only: a subprocess cannot receive Python objects).
     """
     if mode not in ("auto", "thread", "subprocess"):
         raise ValueError(f"mode {mode!r} is not one of auto, thread, subprocess")
+    callbacks = list(callbacks)
     d = command_dict(command)
     log = log or RunLog()
     kind = d.get("kind", "baseline")
@@ -586,20 +588,24 @@ def start_training(command: TrainingCommand | Mapping[str, Any] | str | Path, da
         flag = StopFlag(run.dir)
         h = JobHandle(run.id, log, "train", "thread", flag)
         h._thread = threading.Thread(target=_run_thread, name=f"workbench-train-{run.id}", daemon=True, args=(
-            h, lambda: fewshot.train_from_command(d, data=data, log=log, run=run, stop_event=flag.event)))
+            h, lambda: fewshot.train_from_command(d, data=data, log=log, run=run, stop_event=flag.event,
+                                                  **({"callbacks": callbacks} if callbacks else {}))))
         h._thread.start()
         return h
     cmd, dm = prepare(d, data)
     cfg = cmd.to_dict()
     if mode == "auto":
         mode = "subprocess" if needs_processes(cmd) else "thread"
+    if callbacks and mode == "subprocess":
+        raise ValueError("callbacks need a thread job; this command runs as a subprocess"
+                         " (multi-process strategy or mode='subprocess')")
     run = log.start(name or cmd.name or default_name(cmd), "baseline", cfg, tags=tags, status="queued",
                     dataset=dm.info(), seed=cmd.seed)
     flag = StopFlag(run.dir)
     h = JobHandle(run.id, log, "train", mode, flag)
     if mode == "thread":
         h._thread = threading.Thread(target=_run_thread, name=f"workbench-train-{run.id}", daemon=True, args=(
-            h, lambda: run_training(cmd, log=log, run=run, stop=flag, prepared=(cmd, dm))))
+            h, lambda: run_training(cmd, log=log, run=run, stop=flag, prepared=(cmd, dm), callbacks=callbacks)))
         h._thread.start()
     else:
         cfg_path = run.dir / "command.json"

@@ -42,13 +42,23 @@ def test_background_job_live_metrics_and_test(shapes_dir, runlog):
 
 
 def test_stop_is_graceful_and_keeps_a_checkpoint(shapes_dir, runlog):
-    job = jobs.start_training(fast_command(name="long", epochs=500), data=shapes_dir, log=runlog)
+    import pytorch_lightning as pl
+
+    class Count(pl.Callback):  # extra callbacks ride along with a thread job
+        batches = 0
+
+        def on_train_batch_end(self, *args):
+            Count.batches += 1
+
+    job = jobs.start_training(fast_command(name="long", epochs=500), data=shapes_dir, log=runlog,
+                              callbacks=[Count()])
     assert _until(lambda: len(job.metrics()) >= 5)
     job.stop()
     res = job.wait(60)
     assert res["status"] == "stopped" and job.status == "stopped"
     rec = runlog.get(job.run_id)
     assert rec["summary"]["stopped"] and rec["summary"]["epochs_completed"] < 500
+    assert Count.batches == rec["summary"]["steps"] > 0
     from pathlib import Path
 
     ckpt = Path(rec["dir"]) / rec["artifacts"]["checkpoint"]
