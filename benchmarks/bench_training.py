@@ -75,7 +75,7 @@ def main() -> None:
     import pytorch_lightning as pl
 
     sys.path.insert(0, str(HERE.parent / "tests" / "training"))
-    from shapes import SHAPES
+    from training_support import SHAPES
 
     from workbench import jobs
     from workbench.runlog import RunLog

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from conftest import fast_command
+from training_support import fast_command
 from workbench.config import ConfigError, TrainingCommand
 
 L = fast_command()["model"]["layers"]

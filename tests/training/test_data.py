@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from conftest import fast_command
+from training_support import fast_command
 from workbench.config import ConfigError
 from workbench.data.imagefolder import ImageFolderDataModule, load_image, stratified_split
 

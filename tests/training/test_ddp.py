@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from conftest import fast_command
+from training_support import fast_command
 from workbench import jobs
 
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import fast_command
+from training_support import fast_command
 from workbench import jobs
 
 

@@ -48,7 +48,7 @@ def test_panel_in_a_real_kernel(shapes_dir):
             import sys, json, torch
             torch.set_num_threads(1)
             sys.path.insert(0, {str(HERE)!r})
-            from conftest import fast_command
+            from training_support import fast_command
             from workbench.widgets.train import TrainPanel
             p = TrainPanel(data={str(shapes_dir)!r}, command=fast_command(name="kernel", epochs=1000), poll_s=0.2)
             display(p.widget)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import fast_command
+from training_support import fast_command
 from workbench import jobs
 from workbench.config import TrainingCommand
 

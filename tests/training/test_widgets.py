@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from conftest import fast_command
+from training_support import fast_command
 from workbench import jobs
 from workbench.widgets.runs import RunsPanel
 from workbench.widgets.train import TrainPanel

@@ -1,4 +1,7 @@
-"""A generated image folder for training tests: Pillow-drawn shapes, one class per shape."""
+"""Support for the training tests (and the benchmark): a Pillow-drawn shapes folder and a fast command.
+
+A uniquely named module rather than ``conftest``: test files import from it, and several
+``conftest`` modules exist in the suite."""
 from __future__ import annotations
 
 import random
@@ -35,3 +38,28 @@ def make_shapes(root: str | Path, per_class: int = 20, size: int = 32, classes: 
                 d.rectangle([cx - w, cy - r, cx + w, cy + r], fill=col)
             im.save(root / c / f"{i:04d}.{fmt}")
     return root
+
+
+def fast_command(**over) -> dict:
+    """A small conv net that learns the shapes in a few seconds on one CPU thread."""
+    cmd = {
+        "name": "fast",
+        "image_size": 24,
+        "model": {"layers": [
+            {"name": "Conv2d", "params": {"in_channels": "auto", "out_channels": 16, "kernel_size": 3, "padding": 1}},
+            {"name": "ReLU"},
+            {"name": "MaxPool2d", "params": {"kernel_size": 2}},
+            {"name": "Conv2d", "params": {"in_channels": "auto", "out_channels": 32, "kernel_size": 3, "padding": 1}},
+            {"name": "ReLU"},
+            {"name": "AdaptiveMaxPool2d", "params": {"output_size": 1}},
+            {"name": "Flatten"},
+            {"name": "Linear", "params": {"in_features": "auto", "out_features": "n_labels"}},
+        ]},
+        "optimizer": {"name": "Adam", "params": {"lr": 0.005}},
+        "batch_size": 16,
+        "epochs": 6,
+        "seed": 0,
+        "trainer": {"accelerator": "cpu"},
+    }
+    cmd.update(over)
+    return cmd
