@@ -122,8 +122,12 @@ def test_few_shot_kinds_dispatch_lazily(monkeypatch, runlog, tmp_path, capsys):
         run.finish("completed", summary={"accuracy": 0.9})
         return run.id
 
+    def evaluate(run_ref, episodes=600, log=None, data=None, **kw):
+        calls.append(("evaluate", run_ref, episodes))
+        return {"n_way": 5, "k_shot": 1, "episodes": episodes, "mean": 0.91, "ci95": 0.02, "accuracies": []}
+
     fake = types.ModuleType("workbench.learners.fewshot")
-    fake.parse_command, fake.train_from_command = parse_command, train_from_command
+    fake.parse_command, fake.train_from_command, fake.evaluate = parse_command, train_from_command, evaluate
     monkeypatch.setitem(sys.modules, "workbench.learners.fewshot", fake)
     monkeypatch.setattr(workbench.learners, "fewshot", fake, raising=False)
 
@@ -144,3 +148,6 @@ def test_few_shot_kinds_dispatch_lazily(monkeypatch, runlog, tmp_path, capsys):
     assert main(["train", "--config", str(f), "--db", str(runlog.path)]) == 0
     assert "completed" in capsys.readouterr().out
     assert len(runlog.runs()) == 3
+    assert main(["test", job.run_id, "--limit", "20", "--db", str(runlog.path)]) == 0
+    assert "5-way 1-shot accuracy 0.910 ± 0.020 (95% CI) over 20 episodes" in capsys.readouterr().out
+    assert calls[-1] == ("evaluate", job.run_id, 20)

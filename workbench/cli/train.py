@@ -22,10 +22,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     q = sub.add_parser("test", help="test a trained run on its held-out split",
                        description="Test a trained run (id, id prefix or name); stores accuracy, top-k accuracy,"
-                                   " per-class accuracy and the confusion matrix in its record.")
+                                   " per-class accuracy and the confusion matrix in its record. Few-shot runs"
+                                   " are tested on N-way K-shot episodes of their held-out classes.")
     q.add_argument("run", help="run id, unique id prefix or name")
     q.add_argument("--data", metavar="DIR", help="test on every image of this folder instead")
-    q.add_argument("--limit", type=int, metavar="N", help="test on at most N images")
+    q.add_argument("--limit", type=int, metavar="N",
+                   help="test on at most N images (few-shot runs: N test episodes, default 600)")
     q.add_argument("--db", metavar="PATH", help="run-log file (default: $WORKBENCH_HOME/runs.json)")
     q.add_argument("--json", action="store_true", help="print the summary as JSON")
     q.set_defaults(func=cmd_test)
@@ -64,10 +66,22 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_test(args: argparse.Namespace) -> int:
     from .. import jobs
+    from ..config import FEWSHOT_KINDS
     from ..runlog import RunLog
 
-    res = jobs.run_test(args.run, args.data, limit=args.limit, log=RunLog(args.db) if args.db else None,
-                        progress=not args.json)
+    log = RunLog(args.db) if args.db else RunLog()
+    rec = log.get(args.run, metrics=False)
+    if rec.get("kind") in FEWSHOT_KINDS:  # few-shot runs are tested on episodes of their held-out classes
+        from ..learners.fewshot import evaluate
+
+        r = evaluate(rec["id"], episodes=args.limit or 600, log=log, data=args.data)
+        if args.json:
+            print(json.dumps({k: v for k, v in r.items() if k != "accuracies"}))
+        else:
+            print(f"run {rec['id']} tested: {r['n_way']}-way {r['k_shot']}-shot accuracy {r['mean']:.3f}"
+                  f" ± {r['ci95']:.3f} (95% CI) over {r['episodes']} episodes")
+        return 0
+    res = jobs.run_test(rec["id"], args.data, limit=args.limit, log=log, progress=not args.json)
     s = res["summary"]
     if args.json:
         print(json.dumps(s))
