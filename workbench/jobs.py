@@ -163,6 +163,10 @@ def _callbacks(flag: StopFlag, dm: Any, cmd: TrainingCommand, ckpt_dir: Path | N
         def on_train_batch_end(self, trainer, *args: Any) -> None:
             self._check(trainer)
 
+        def on_validation_batch_end(self, trainer, *args: Any) -> None:
+            if not trainer.sanity_checking:  # a long validation should not delay a stop to the next epoch
+                self._check(trainer)
+
     class RecordData(pl.Callback):
         """Stores the split with the run once the run exists (rank zero only)."""
 

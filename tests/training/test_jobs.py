@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 import signal
 import time
 
@@ -82,12 +83,15 @@ def test_exception_marks_failed_with_error_text(shapes_dir, runlog, tmp_path):
         jobs.start_test(job.run_id, log=runlog)
 
 
-def test_subprocess_job_kill_is_crashed_and_interrupt_is_stopped(shapes_dir, runlog):
+def test_subprocess_jobs_kill_interrupt_and_stop(shapes_dir, runlog):
     a = jobs.start_training(fast_command(name="to-kill", epochs=500), data=shapes_dir, log=runlog, mode="subprocess")
     b = jobs.start_training(fast_command(name="to-interrupt", epochs=500), data=shapes_dir, log=runlog,
                             mode="subprocess")
+    c = jobs.start_training(fast_command(name="to-stop", epochs=500), data=shapes_dir, log=runlog, mode="subprocess")
     assert a.mode == b.mode == "subprocess"
-    assert _until(lambda: len(a.metrics()) >= 3 and len(b.metrics()) >= 3, timeout=120)
+    assert _until(lambda: all(len(j.metrics()) >= 3 for j in (a, b, c)), timeout=120)
+    c.stop()  # across processes: a STOP file in the run folder
+    assert c.wait(60)["status"] == "stopped" and not (Path(runlog.get(c.run_id)["dir"]) / "STOP").exists()
     a.kill()
     assert a.wait(10)["status"] == "crashed" and "exited with code" in runlog.get(a.run_id)["error"]
     os.kill(b._proc.pid, signal.SIGINT)  # Ctrl-C in a terminal
