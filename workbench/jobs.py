@@ -213,14 +213,19 @@ def run_training(command: TrainingCommand | Mapping[str, Any], data: str | Path 
     from .runlog.lightning import WorkbenchLogger
 
     _quiet_lightning()
-    cmd, dm = prepared if prepared is not None else prepare(command, data)
-    cfg = cmd.to_dict()
     log = log or RunLog()
     rank0 = _env_rank() == 0
     if isinstance(run, str):
         run = log.handle(run) if rank0 else run
     if rank0 and isinstance(run, Run) and run.status == "queued":
         run.set_status("running")
+    try:
+        cmd, dm = prepared if prepared is not None else prepare(command, data)
+    except Exception as exc:
+        if rank0 and isinstance(run, Run):  # a pre-created run (background job) records why it never trained
+            run.finish("failed", error=_error_text(exc))
+        raise
+    cfg = cmd.to_dict()
     stop = stop or StopFlag(run.dir if isinstance(run, Run) else None)
     if isinstance(run, Run) and stop.file is None:
         stop.file = run.dir / STOP_FILE
