@@ -152,3 +152,15 @@ def test_real_sweep_through_jobs_trains_and_tests(runlog, tmp_path, synth):
     assert all(0.0 <= r["summary"]["test_accuracy"] <= 1.0 for r in recs)
     assert all(r["task"]["features"]["n_classes"] == 3 for r in recs)  # meta-features stored for recommend
     assert s.status()["score"].notna().all()
+
+
+def test_variant_identity_survives_a_grown_training_command(runlog, tmp_path, monkeypatch):
+    """A field added to TrainingCommand later must not make a resumed sweep re-run everything."""
+    import sys
+
+    sweep_mod = sys.modules["workbench.meta.sweep"]
+    s1 = Sweep(BASE, SPACE, data=str(tmp_path), log=runlog, runner=FakeRunner()).run()
+    real = sweep_mod._check_command
+    monkeypatch.setattr(sweep_mod, "_check_command", lambda cmd: {**real(cmd), "new_field": None})
+    s2 = Sweep(BASE, SPACE, data=str(tmp_path), log=runlog, runner=FakeRunner())
+    assert [v.hash for v in s2.variants] == [v.hash for v in s1.variants] and s2.pending() == []

@@ -89,8 +89,11 @@ def stable_hash(obj: Any, n: int = 12) -> str:
 def hparams(config: Mapping[str, Any]) -> dict[str, Any]:
     """The hyperparameters of a config: flattened, data location / names / seed removed."""
     flat = flatten(config or {})
+    # None / {} mean "unset": a field a newer TrainingCommand adds with a None default must
+    # not make old and new runs of the same recipe look different
     return {k: v for k, v in flat.items()
-            if k.split(".")[0] not in NON_HPARAM_TOP and k.split(".")[-1] not in NON_HPARAM_LEAF}
+            if k.split(".")[0] not in NON_HPARAM_TOP and k.split(".")[-1] not in NON_HPARAM_LEAF
+            and v is not None and v != {}}
 
 
 def config_key(config: Mapping[str, Any]) -> str:

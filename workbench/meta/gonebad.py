@@ -14,8 +14,9 @@ planned steps:
 - diverged: any NaN/inf, or the smoothed loss rising above ``explode_factor`` × its
   running minimum and above the initial loss (checked at every step, so an explosion
   is caught as it happens), or at the end of the window above ``rise_factor`` × the start;
-- flat: at the end of the window the smoothed loss has dropped less than ``flat_tol``
-  (2 %) from its start;
+- flat: at the end of the window (at least ``min_flat_points`` steps) the smoothed loss
+  has dropped less than ``flat_tol`` (2 %) from its start — and, when sibling curves are
+  given, less than their median drop (some tasks start slowly for every recipe);
 - worse_than_median: at the end of the window the run's smoothed loss is above the
   median of its siblings' smoothed losses at the same step (needs reference curves;
   early loss rank predicts final rank well on the stored sweeps, see the README).
@@ -101,6 +102,7 @@ class GoneBadDetector:
     flat_tol: float = 0.02
     smooth: float = 0.6
     min_points: int = 5
+    min_flat_points: int = 8
     median_margin: float = 0.0
 
     def __post_init__(self) -> None:
@@ -154,16 +156,25 @@ class GoneBadDetector:
                            f"smoothed loss rose from {initial:.4g} to {now:.4g} ({now / initial:.2f}×, limit "
                            f"{self.rise_factor:g}×) in the first {len(seen)} of {planned_steps} steps",
                            planned_steps, {"initial": initial, "now": now})
-        if drop < self.flat_tol:
+        refs, ref_drops = [], []
+        for r in reference or []:
+            r = [float(x) for x in r]
+            if len(r) >= len(seen) and all(math.isfinite(x) for x in r[:len(seen)]):
+                r_now = smooth_ema(r[:len(seen)], self.smooth)[-1]
+                r_init = sum(r[:k]) / k
+                refs.append(r_now)
+                ref_drops.append((r_init - r_now) / abs(r_init) if r_init else 0.0)
+        # flat needs enough points, and — when siblings are known — a slower start than most of
+        # them: some tasks start slowly for every recipe, and that is not a flat run
+        sibling_drop = statistics.median(ref_drops) if len(ref_drops) >= 2 else None
+        if drop < self.flat_tol and len(seen) >= self.min_flat_points and (
+                sibling_drop is None or drop < sibling_drop):
+            vs = f"; siblings' median {100 * sibling_drop:.1f}%" if sibling_drop is not None else ""
             return Verdict("flat", step,
                            f"loss fell only {100 * drop:.1f}% in the first {len(seen)} of {planned_steps} steps "
-                           f"({initial:.4g} → {now:.4g}; need ≥ {100 * self.flat_tol:g}%)",
-                           planned_steps, {"initial": initial, "now": now, "drop": drop})
-        refs = []
-        for r in reference or []:
-            r = list(r)
-            if len(r) >= len(seen) and all(math.isfinite(x) for x in r[:len(seen)]):
-                refs.append(smooth_ema(r[:len(seen)], self.smooth)[-1])
+                           f"({initial:.4g} → {now:.4g}; need ≥ {100 * self.flat_tol:g}%{vs})",
+                           planned_steps, {"initial": initial, "now": now, "drop": drop,
+                                           "sibling_drop": sibling_drop})
         if len(refs) >= 2:
             med = statistics.median(refs)
             if now > med * (1 + self.median_margin):

@@ -7,7 +7,7 @@
 - ``space`` maps dotted command keys to a list of values (grid or random choice), or for
   ``strategy="random"`` to ``{"low": a, "high": b, "log": bool, "int": bool}``.
 - Every variant is a run tagged ``sweep:<name>`` and ``variant:<hash>``, where the hash is
-  taken over the variant's full command and data folder. A restarted sweep (same name,
+  taken over the variant's command as given (base + its parameters) and data folder. A restarted sweep (same name,
   same variants) skips every variant that already has a finished run (``trained`` or
   ``completed``) — so a sweep interrupted by a crash, a kernel restart or ``stop()`` resumes
   where it stopped.
@@ -207,11 +207,14 @@ class Sweep:
                 unflatten_set(cmd, k, copy.deepcopy(v))
             if self.data is not None:
                 cmd["data"] = self.data
+            # identity = what was asked for, not the normalised command: a field added to
+            # TrainingCommand later must not make a resumed sweep re-run everything
+            ident_hash = stable_hash({"command": cmd, "data": self.data})
             try:
                 cmd = _check_command(cmd)
             except ValueError as exc:
                 raise ValueError(f"sweep variant {i} {params}: {exc}") from None
-            self.variants.append(Variant(i, params, cmd, stable_hash({"command": cmd, "data": self.data})))
+            self.variants.append(Variant(i, params, cmd, ident_hash))
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._handles: dict[int, Any] = {}
