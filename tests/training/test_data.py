@@ -93,3 +93,11 @@ def test_label_map_merges_and_renames_classes(shapes_dir):
     assert ei.value.path == "label_map.circel" and ei.value.suggestions == ["circle"]
     with pytest.raises(ConfigError, match="^label_map: expected an object"):
         ImageFolderDataModule(shapes_dir, fast_command(label_map={"circle": 3}))
+
+
+def test_dataloader_workers_share_the_filled_cache(shapes_dir, runlog):
+    from workbench import jobs
+
+    res = jobs.train(fast_command(name="workers", epochs=2, num_workers=1), data=shapes_dir, log=runlog,
+                     progress=False)
+    assert res["status"] == "trained" and res["summary"]["steps"] == 8
