@@ -221,7 +221,7 @@ class FewShotCommand:
         if c.kind in ("maml", "fomaml", "metasgd") and c.episodes["test_n_way"] not in (None, c.episodes["n_way"]):
             raise config_error("episodes.test_n_way", "MAML's head is n_way wide: test_n_way must equal n_way",
                                c.episodes["test_n_way"], [c.episodes["n_way"]])
-        m = d.get("model", c.model)
+        m = d.get("model") or {"preset": "conv4"}
         if isinstance(m, str):
             m = {"preset": m}
         if not isinstance(m, Mapping):
@@ -568,13 +568,14 @@ def mean_ci95(accs: Sequence[float]) -> tuple[float, float]:
 
 def evaluate(run_ref: str, episodes: int = 600, n_way: int | None = None, k_shot: int | None = None,
              q_query: int | None = None, split: str = "test", seed: int | None = None, log=None, data: Any = None,
-             store: bool = True, _module=None) -> dict[str, Any]:
+             store: bool = True, device: str | None = None, _module=None) -> dict[str, Any]:
     """Mean accuracy ± 95% CI over ``episodes`` tasks of a trained run's held-out split.
 
     Tasks come from the split stored in the run (never re-drawn) and are reproducible from
     ``(seed, index)`` (default: the run's seed). The result, with the per-episode
     accuracies, goes into the run summary under ``fewshot_eval["<split>_<N>way<K>shot"]``;
-    the command's own setting also sets ``test_accuracy`` / ``test_ci95``.
+    the command's own setting also sets ``test_accuracy`` / ``test_ci95``. ``device``: where
+    to adapt (default: where the module is).
     """
     import torch
 
@@ -599,13 +600,15 @@ def evaluate(run_ref: str, episodes: int = 600, n_way: int | None = None, k_shot
     sampler = EpisodeSampler(source, splits[split], n, k, q, seed=cmd.seed if seed is None else seed,
                              stream=STREAMS[split])
     module.eval()
+    dev = torch.device(device) if device else next(module.parameters()).device
+    module.to(dev)
     accs: list[float] = []
     t0 = time.monotonic()
     with torch.enable_grad():
         for i in range(episodes):
             t = sampler.task(i)
-            logits = module.task_logits(t.support_x, t.support_y, t.query_x, n).detach()
-            accs.append(float((logits.argmax(-1) == t.query_y).float().mean()))
+            logits = module.task_logits(t.support_x.to(dev), t.support_y.to(dev), t.query_x.to(dev), n).detach()
+            accs.append(float((logits.argmax(-1).cpu() == t.query_y).float().mean()))
     mean, ci = mean_ci95(accs)
     res = {"split": split, "n_way": n, "k_shot": k, "q_query": q, "episodes": episodes, "seed": sampler.seed,
            "mean": mean, "ci95": ci, "seconds": round(time.monotonic() - t0, 2),
