@@ -172,3 +172,22 @@ def test_pre_created_run_records_a_late_data_error(runlog, tmp_path):
         jobs.run_training(fast_command(), data=tmp_path / "gone", log=runlog, run=run.id)
     rec = runlog.get(run.id)
     assert rec["status"] == "failed" and "does not exist" in rec["error"]
+
+
+def test_ctrl_c_in_a_synchronous_run_stops_it_and_restores_sigint(shapes_dir, runlog):
+    """Ctrl-C (KeyboardInterrupt) in a notebook cell running jobs.train: the run ends stopped with a
+    checkpoint, and the kernel's SIGINT handler is back (Lightning leaves SIGINT ignored)."""
+    import pytorch_lightning as pl
+
+    class CtrlC(pl.Callback):
+        def on_train_batch_end(self, trainer, *args):
+            if trainer.global_step == 3:
+                raise KeyboardInterrupt
+
+    before = signal.getsignal(signal.SIGINT)
+    res = jobs.run_training(fast_command(name="ctrl-c", epochs=50), data=shapes_dir, log=runlog,
+                            callbacks=[CtrlC()])
+    assert signal.getsignal(signal.SIGINT) is before
+    assert res["status"] == "stopped" and res["summary"]["steps"] == 3
+    rec = runlog.get(res["run_id"])
+    assert rec["status"] == "stopped" and (Path(rec["dir"]) / rec["artifacts"]["checkpoint"]).is_file()
