@@ -116,8 +116,9 @@ class LabServer:
         # Token-less and offline, for this test server only (it listens on 127.0.0.1).
         _write_json(cfg / "jupyter_server_config.json", {
             "IdentityProvider": {"token": ""},
+            # No XSRF check either, so the fixtures can shut kernels down over REST.
             "ServerApp": {"password": "", "open_browser": False, "ip": "127.0.0.1",
-                          "allow_root": True, "root_dir": str(self.root)},
+                          "allow_root": True, "root_dir": str(self.root), "disable_check_xsrf": True},
             "LabApp": {"check_for_updates_class": "jupyterlab.NeverCheckForUpdate",
                        "extension_manager": "readonly", "news_url": None},
         })
@@ -221,6 +222,7 @@ class Lab:
         self.server = server
         self.page = page
         self.artifacts = artifacts
+        self.workspace = re.sub(r"[^\w-]+", "-", artifacts.name)[:60]
         self.console: list[str] = []
         self._shots = 0
         page.on("console", lambda m: self.console.append(f"[{m.type}] {m.text}"))
@@ -234,11 +236,17 @@ class Lab:
         shutil.copy2(src, dest)
         return f"{subdir}/{src.name}"
 
+    @property
+    def notebook(self):  # noqa: ANN201
+        """The notebook panel in front (hidden tabs' cells must never match a check)."""
+        return self.page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
+
     def open(self, relpath: str, timeout: float = 60.0) -> None:
-        """Open a notebook in JupyterLab and wait until its kernel is idle."""
-        self.page.goto(f"{self.server.url}/lab/tree/{relpath}")
-        self.page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell").first.wait_for(
-            timeout=timeout * 1000)
+        """Open a notebook, alone, in a fresh workspace, and wait until its kernel is idle."""
+        # A workspace of its own, reset: JupyterLab would otherwise restore the tabs an
+        # earlier test left open (and their kernels) next to this notebook.
+        self.page.goto(f"{self.server.url}/lab/workspaces/{self.workspace}/tree/{relpath}?reset")
+        self.notebook.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=timeout * 1000)
         self.wait_idle(timeout)
 
     def kernel_status(self) -> str:
@@ -256,7 +264,7 @@ class Lab:
         """Run > Run All Cells, as a user would, and wait until every code cell has run."""
         self.page.get_by_role("menuitem", name="Run", exact=True).click()
         self.page.get_by_role("menuitem", name=re.compile(r"^Run All Cells")).click()
-        prompts = self.page.locator(".jp-Notebook .jp-CodeCell .jp-InputArea-prompt")
+        prompts = self.notebook.locator(".jp-Notebook .jp-CodeCell .jp-InputArea-prompt")
         deadline = time.monotonic() + timeout
         while True:
             texts = [t.strip() for t in prompts.all_inner_texts()]
@@ -274,14 +282,22 @@ class Lab:
         """Tracebacks shown in the notebook's outputs."""
         # JupyterLab draws an error output as stderr text; warnings are stderr too, so a
         # traceback is told apart by IPython's header line.
-        stderr = self.page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+        stderr = self.notebook.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
         return [t[-1500:] for t in stderr.all_inner_texts() if "Traceback (most recent call last)" in t]
 
     def widget_failures(self) -> list[str]:
         """Widget outputs that never rendered ("Loading widget...") or failed to."""
-        out = self.page.locator(".jp-OutputArea-output")
+        out = self.notebook.locator(".jp-OutputArea-output")
         return [t.strip()[:200] for t in out.all_inner_texts()
                 if any(f in t for f in WIDGET_FAILURE_TEXTS)]
+
+    def broken_images(self) -> list[str]:
+        """Visible output images the browser could not draw (an empty Image widget shows as a
+        broken-image icon): the enclosing widget's text, for the message."""
+        return self.notebook.locator(".jp-OutputArea-output img").evaluate_all(
+            """els => els.filter(e => e.complete && e.naturalWidth === 0 && e.offsetParent !== null)
+                        .map(e => (e.closest('.jp-OutputArea-output') || e)
+                                  .innerText.trim().slice(0, 80))""")
 
     def assert_widgets_rendered(self, min_widgets: int = 1) -> None:
         """At least ``min_widgets`` widget views drawn, none stuck loading or failed, no traceback."""
@@ -293,7 +309,7 @@ class Lab:
             self.page.wait_for_timeout(250)
         failures = self.widget_failures()
         assert not failures, f"widgets did not render: {failures}"
-        views = self.page.locator(".jp-OutputArea-output .jupyter-widgets.widget-container,"
+        views = self.notebook.locator(".jp-OutputArea-output .jupyter-widgets.widget-container,"
                                   " .jp-OutputArea-output .jupyter-widgets:not(.widget-container)")
         assert views.count() >= min_widgets, f"only {views.count()} widget views on the page"
 

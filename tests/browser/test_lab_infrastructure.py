@@ -60,7 +60,7 @@ def test_background_thread_updates_reach_the_page(lab, tmp_path):
     page = lab.page
     # The kernel got the test's WORKBENCH_HOME, not the developer's.
     page.get_by_text(f"home {lab.server.home}").wait_for()
-    label = page.locator(".widget-label").filter(has_text=re.compile(r"^ticks: "))
+    label = lab.notebook.locator(".widget-label").filter(has_text=re.compile(r"^ticks: "))
     assert label.inner_text() == "ticks: 0"
     lab.shot("rendered")
 
@@ -82,6 +82,6 @@ def test_background_thread_updates_reach_the_page(lab, tmp_path):
     # 40 updates over ~4 s, sampled every ~0.1 s: several intermediate values must be seen,
     # else the updates are being held back and delivered in one burst at the end.
     assert len(live) >= 5, f"updates did not arrive while the thread ran: {seen}"
-    bar = page.locator(".widget-hprogress progress, .widget-hprogress .progress-bar").first
+    bar = lab.notebook.locator(".widget-hprogress progress, .widget-hprogress .progress-bar").first
     assert bar.count() == 1
     assert not lab.error_outputs()
