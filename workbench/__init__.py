@@ -23,6 +23,9 @@ _LAZY = {
     "start_test": "workbench.jobs",
     "train": "workbench.jobs",
     "predict": "workbench.learners.classifier",
+    "sweep": "workbench.meta",
+    "compare": "workbench.meta",
+    "recommend": "workbench.meta",
 }
 
 __all__ = ["__version__", "RunLog", "Run", "RunLogError", *_LAZY]
