@@ -8,6 +8,7 @@ import argparse
 import importlib
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -93,17 +94,35 @@ def test_each_command_answers_help(path, capsys):
         assert text, f"{' '.join(path)} {name} has no help line"
 
 
+def _shell_blocks(markdown: str) -> list[str]:
+    """The bodies of the fenced code blocks marked bash/sh/shell/console (or unmarked)."""
+    blocks, body, lang = [], None, ""
+    for line in markdown.splitlines():
+        if line.lstrip().startswith("```"):
+            if body is None:
+                body, lang = [], line.strip()[3:].strip().lower()
+            else:
+                if lang in ("", "bash", "sh", "shell", "console"):
+                    blocks.append("\n".join(body))
+                body = None
+        elif body is not None:
+            body.append(line)
+    return blocks
+
+
 def test_readme_commands_parse():
-    """Every ``python -m workbench …`` line in the README's code blocks is accepted by the CLI."""
+    """Every ``python -m workbench …`` line in the README's shell blocks is accepted by the CLI
+    (``[optional parts]`` dropped, placeholders such as DIR taken as given)."""
     readme = (REPO / "README.md").read_text()
-    blocks = re.findall(r"```(?:bash|sh|console)?\n(.*?)```", readme, flags=re.S)
-    cmds = [m.group(1).split("#")[0].split("&&")[0].strip()
-            for block in blocks for m in re.finditer(r"python -m workbench ([^\n]*)", block)]
+    cmds = []
+    for block in _shell_blocks(readme):
+        for m in re.finditer(r"python -m workbench ([^\n]*)", block):
+            text = re.split(r"\s#|&&|\|", m.group(1))[0]
+            cmds.append(re.sub(r"\[[^\]]*\]", " ", text).strip())
     assert any(c.startswith("tour") for c in cmds), "README lost its `python -m workbench tour` line"
     for cmd in cmds:
-        argv = cmd.split()
         try:
-            args = build_parser().parse_args(argv)
+            args = build_parser().parse_args(shlex.split(cmd))
         except SystemExit as exc:  # --help in the README is fine; anything else is a typo
             assert exc.code == 0, f"README command does not parse: python -m workbench {cmd}"
             continue

@@ -297,7 +297,7 @@ class Lab:
         return self.notebook.locator(".jp-OutputArea-output img").evaluate_all(
             """els => els.filter(e => e.complete && e.naturalWidth === 0 && e.offsetParent !== null)
                         .map(e => (e.closest('.jp-OutputArea-output') || e)
-                                  .innerText.trim().slice(0, 80))""")
+                                  .innerText.replace(/\\s+/g, ' ').trim().slice(0, 60))""")
 
     def assert_widgets_rendered(self, min_widgets: int = 1) -> None:
         """At least ``min_widgets`` widget views drawn, none stuck loading or failed, no traceback."""
