@@ -108,7 +108,8 @@ def tasks(tmp_path):
 
 
 def _cfg(path, lr, bs=32):
-    return {"kind": "baseline", "data": str(path), "seed": 0, "batch_size": bs,
+    return {"kind": "baseline", "data": str(path), "seed": 0, "batch_size": bs, "name": f"lr{lr}",
+            "labels": [f"class_{i}" for i in range(3)],
             "optimizer": {"name": "Adam", "params": {"lr": lr}}, "model": {"preset": "small_cnn", "params": {}}}
 
 

@@ -47,6 +47,7 @@ def test_recommendation_follows_the_nearest_task_with_evidence(runlog, synth, ta
     rec = recommend(tasks["A2"], log=runlog, k=2)
     assert rec.command["optimizer"]["params"]["lr"] == 1e-2
     assert "data" not in rec.command, "the new task brings its own data"
+    assert "labels" not in rec.command and "name" not in rec.command, "class names belong to the past task"
     ev = rec.neighbours
     assert list(ev.columns)[:3] == ["task", "key", "distance"]
     assert ev["task"].iloc[0] == "A-strokes" and ev["recipe_score"].iloc[0] == pytest.approx(0.9)

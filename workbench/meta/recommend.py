@@ -299,11 +299,11 @@ def recommend(data: str | os.PathLike | Mapping[str, Any], log: RunLog | None = 
 
 
 def _strip_data(config: Mapping[str, Any]) -> dict:
-    """A copy of a config without its dataset location (the new task brings its own)."""
+    """A copy of a config without what belongs to the past task: data location, run name, class names."""
     import copy
 
     cfg = copy.deepcopy(dict(config))
-    for k in ("data_dir", "dataset_dir"):
+    for k in ("data_dir", "dataset_dir", "name", "labels", "label_map"):
         cfg.pop(k, None)
     if isinstance(cfg.get("data"), str):
         cfg.pop("data")
