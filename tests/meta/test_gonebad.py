@@ -135,3 +135,16 @@ def test_callback_leaves_a_healthy_run_alone_and_flags_without_stopping(runlog):
     assert rec2["gone_bad"]["action"] == "flagged" and rec2["gone_bad"]["call"] == "diverged"
     with pytest.raises(ValueError, match="stop_on"):
         GoneBadCallback(stop_on=("exploded",))
+
+
+def test_callback_reads_sibling_curves_from_a_sweep_tag(runlog, synth):
+    for s in range(3):
+        synth.add_run(runlog, f"sib{s}", {"kind": "baseline", "s": s}, synth.curve(60, 0.05, s), 0.9,
+                      tags=["sweep:sib"])
+    synth.add_run(runlog, "unfinished-is-ignored", {"kind": "baseline"}, synth.curve(60, 0.05, 9), 0.9,
+                  tags=["sweep:sib"], status="failed")
+    cb = GoneBadCallback(reference="sweep:sib", log=runlog)
+    curves = cb.reference_curves()
+    assert len(curves) == 3 and all(len(c) == 60 for c in curves)
+    slow = synth.curve(60, 0.01, seed=5)
+    assert GoneBadDetector().check(slow, 60, curves).call == "worse_than_median"

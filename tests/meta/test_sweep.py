@@ -164,3 +164,34 @@ def test_variant_identity_survives_a_grown_training_command(runlog, tmp_path, mo
     monkeypatch.setattr(sweep_mod, "_check_command", lambda cmd: {**real(cmd), "new_field": None})
     s2 = Sweep(BASE, SPACE, data=str(tmp_path), log=runlog, runner=FakeRunner())
     assert [v.hash for v in s2.variants] == [v.hash for v in s1.variants] and s2.pending() == []
+
+
+def test_resumed_test_sweep_tests_trained_variants_without_retraining(runlog, tmp_path):
+    tested = []
+
+    class FakeTest:
+        def __init__(self, run_id, log):
+            self.run_id = run_id
+            h = log.handle(run_id)
+            h.set_status("testing")
+            h.finish("completed", summary={"test_accuracy": 0.7})
+            tested.append(run_id)
+
+        def wait(self, timeout=None):
+            return None
+
+        def stop(self):
+            pass
+
+    space = {"optimizer.params.lr": [1e-3, 1e-2]}
+    s1 = Sweep(BASE, space, data=str(tmp_path), log=runlog, runner=FakeRunner()).run()  # trained, untested
+    assert [v.status for v in s1.variants] == ["trained", "trained"]
+    runner2 = FakeRunner()
+    s2 = Sweep(BASE, space, data=str(tmp_path), log=runlog, runner=runner2, test=True,
+               tester=lambda rid, log: FakeTest(rid, log))
+    assert len(s2.pending()) == 2
+    s2.run()
+    assert runner2.calls == [], "nothing retrained"
+    assert sorted(tested) == sorted(v.run_id for v in s1.variants)
+    assert [v.status for v in s2.variants] == ["completed", "completed"]
+    assert (s2.status()["score"] == 0.7).all()
