@@ -37,6 +37,8 @@ def test_importance_finds_the_parameter_that_matters(runlog, synth):
     assert "seed" not in imp.params and "data" not in imp.params  # not hyperparameters
     assert imp.frame.loc["optimizer.params.lr", "share"] > 0.6
     assert imp.frame["share"].sum() == pytest.approx(1.0)
+    me = imp.frame["main_effect"]
+    assert me.idxmax() == "optimizer.params.lr" and me["optimizer.params.lr"] > 0.5 and (me <= 1).all()
     assert imp.warning is None and imp.n_runs == 40
     ax = imp.plot()
     assert "40 runs" in ax.get_xlabel()
