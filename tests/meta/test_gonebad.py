@@ -1,8 +1,6 @@
 """Runs gone bad: early calls on loss curves, the Lightning callback, replay over stored runs."""
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 
@@ -78,10 +76,6 @@ def test_replay_over_stored_runs_gives_precision_recall_and_savings(runlog, synt
     assert rep.recall >= 0.75 and rep.precision >= 0.6
     assert 0.1 < rep.compute_saved < 0.5  # three bad runs of nine, stopped by 20% of their steps
     assert "precision" in repr(rep)
-
-
-class _Tiny(torch.nn.Module):
-    pass
 
 
 def _lightning_fit(runlog, lr, steps=60, **cb_kwargs):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping
 
 from ..runlog import RunLog
 
@@ -143,16 +143,3 @@ def loss_curve(rec: Mapping[str, Any], metric: str = "train_loss") -> tuple[list
             steps.append(int(row.get("step", len(steps))))
             vals.append(float(v))
     return steps, vals
-
-
-def parse_space_value(values: Any, name: str) -> list[Any]:
-    """Validate one grid axis: a non-empty list of choices."""
-    if not isinstance(values, (list, tuple)) or not values:
-        raise ValueError(f"space[{name!r}] = {values!r}: expected a non-empty list of values")
-    return list(values)
-
-
-def describe(values: Sequence[Any], limit: int = 6) -> str:
-    """``a, b, c, … (n)`` for error messages."""
-    vals = [str(v) for v in values]
-    return ", ".join(vals[:limit]) + (f", … ({len(vals)} in all)" if len(vals) > limit else "")

@@ -25,7 +25,7 @@ from typing import Any, Callable, Mapping
 from .. import paths
 from .common import stable_hash
 
-__all__ = ["task_features", "folder_fingerprint", "list_image_folder", "SCALAR_KEYS", "IMAGE_EXTS"]
+__all__ = ["task_features", "feature_table", "folder_fingerprint", "list_image_folder", "SCALAR_KEYS", "IMAGE_EXTS"]
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".pgm", ".ppm")
 

@@ -225,9 +225,12 @@ class Recommendation:
 
     def start(self, data: str | os.PathLike | None = None, **kwargs: Any):
         """Start training the recommended command on ``data`` (default: the dataset it was made for)."""
-        from .. import jobs  # type: ignore[attr-defined]
+        from .. import jobs
 
-        return jobs.start_training(self.command, data=str(data or self.data), **kwargs)
+        target = data or self.data
+        if not target:
+            raise ValueError("Recommendation.start: no dataset folder; pass data=DIR")
+        return jobs.start_training(self.command, data=str(target), **kwargs)
 
 
 def recommend(data: str | os.PathLike | Mapping[str, Any], log: RunLog | None = None, k: int = 3,
