@@ -34,17 +34,20 @@ def tick():
 button.on_click(lambda _b: threading.Thread(target=tick, daemon=True).start())
 w.VBox([button, bar, label])
 '''
+# Keeps the kernel's main thread busy when run again by hand (Run All runs it with 0 s).
+BUSY_SOURCE = "time.sleep(busy_s)\nbusy_s = 3.0"
 
 
 def make_probe(folder: Path) -> Path:
-    """A two-cell notebook: a markdown title and the ticking panel."""
+    """A title, an environment check, the ticking panel, and a cell that keeps the kernel busy."""
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)",
                                  "language": "python"}
     nb.cells = [nbformat.v4.new_markdown_cell("# Probe"),
                 nbformat.v4.new_code_cell("import os\nassert os.environ['WORKBENCH_QUICK'] == '1'\n"
                                           "print('home', os.environ['WORKBENCH_HOME'])"),
-                nbformat.v4.new_code_cell(PROBE_SOURCE)]
+                nbformat.v4.new_code_cell("busy_s = 0.0\n" + PROBE_SOURCE),
+                nbformat.v4.new_code_cell(BUSY_SOURCE)]
     path = folder / "probe.ipynb"
     nbformat.write(nb, path)
     return path
@@ -52,11 +55,14 @@ def make_probe(folder: Path) -> Path:
 
 def test_background_thread_updates_reach_the_page(lab, tmp_path):
     """Run the probe, press its button, and watch the label count up live, then finish."""
+    from playwright.sync_api import expect  # here: without Playwright the test is skipped, not broken
+
     rel = lab.add_notebook(make_probe(tmp_path), subdir="probe")
     lab.open(rel)
     lab.shot("opened")
     lab.run_all(timeout=60)
     lab.assert_widgets_rendered(min_widgets=3)
+    assert lab.page.get_by_text("ticks: 0", exact=True).count() == 1
     page = lab.page
     # The kernel got the test's WORKBENCH_HOME, not the developer's.
     page.get_by_text(f"home {lab.server.home}").wait_for()
@@ -82,6 +88,26 @@ def test_background_thread_updates_reach_the_page(lab, tmp_path):
     # 40 updates over ~4 s, sampled every ~0.1 s: several intermediate values must be seen,
     # else the updates are being held back and delivered in one burst at the end.
     assert len(live) >= 5, f"updates did not arrive while the thread ran: {seen}"
+    # Again, while a cell keeps the kernel's main thread busy: a running job's updates must
+    # still reach the page (a user keeps working while training runs).
+    page.get_by_role("button", name="Start ticking").click()
+    expect(label).not_to_have_text("ticks: done", timeout=10_000)
+    busy_cell = lab.notebook.locator(".jp-CodeCell").last
+    busy_cell.locator(".jp-InputArea-prompt").click()
+    page.keyboard.press("Shift+Enter")
+    page.locator("#jp-main-statusbar").get_by_text(re.compile(r"\|\s*Busy\b")).wait_for(timeout=10_000)
+    during_busy: list[str] = []
+    while lab.kernel_status() == "Busy":
+        text = label.inner_text()
+        if not during_busy or during_busy[-1] != text:
+            during_busy.append(text)
+        page.wait_for_timeout(100)
+    lab.shot("updates_while_busy")
+    assert len([s for s in during_busy if re.fullmatch(r"ticks: \d+", s)]) >= 5, (
+        f"updates from the thread stalled while another cell ran: {during_busy}")
+    print(f"while busy: {len(during_busy)} label values, {during_busy[0]!r} … {during_busy[-1]!r}")
+    label.filter(has_text="ticks: done").wait_for(timeout=20_000)
+
     bar = lab.notebook.locator(".widget-hprogress progress, .widget-hprogress .progress-bar").first
     assert bar.count() == 1
     assert not lab.error_outputs()
