@@ -77,13 +77,13 @@ def main() -> None:
     log = RunLog()
     accel = {"accelerator": "gpu" if args.device == "cuda" else "cpu", "devices": 1}
     plan = [  # kind, training seconds, extra (n, k) evaluations
-        ("maml", 8 if args.quick else 95, [(5, 5)]),
-        ("protonet", 8 if args.quick else 45, [(5, 5), (20, 1)]),
-        ("fomaml", 8 if args.quick else 45, []),
+        ("maml", 8 if args.quick else 80, [(5, 5)]),
+        ("protonet", 8 if args.quick else 40, [(5, 5), (20, 1)]),
+        ("fomaml", 8 if args.quick else 40, []),
     ]
     episodes = 20 if args.quick else 600
     for kind, secs, extra in plan:
-        need = secs + (15 if args.quick else 35) * (1 + len(extra))
+        need = secs + (15 if args.quick else 25) * (1 + len(extra))
         if left(args.budget) < need:
             results["phases"][kind] = {"skipped": f"{left(args.budget):.0f}s left, needed {need}s"}
             save()
@@ -107,7 +107,7 @@ def main() -> None:
         ph = {"run": rid, "command": cmd, "steps": s.get("steps"), "train_seconds": s.get("train_seconds"),
               "best_val_accuracy": s.get("best_val_accuracy"), "evals": {}}
         for n, k in extra:
-            evaluate(rid, episodes=episodes, n_way=n, k_shot=k, q_query=15, log=log, data=glyphs)
+            evaluate(rid, episodes=episodes, n_way=n, k_shot=k, q_query=15, log=log, data=glyphs, device=args.device)
         for key, v in log.get(rid, metrics=False)["summary"].get("fewshot_eval", {}).items():
             ph["evals"][key] = {kk: v[kk] for kk in ("mean", "ci95", "episodes", "seconds")}
         ph["wall_seconds"] = round(time.monotonic() - t, 1)

@@ -191,3 +191,18 @@ def test_adaptation_improves_on_the_support_set():
     before, _ = task_loss(net, params, sx[0], sy[0], sx[0], sy[0], 0, 0.5)
     after, _ = task_loss(net, params, sx[0], sy[0], sx[0], sy[0], 5, 0.5)
     assert float(after) < float(before)
+
+
+def test_auto_batchnorm_swaps_in_for_vmap_keeping_the_parameters():
+    from workbench.learners.maml import has_native_batchnorm
+
+    torch.manual_seed(0)
+    m = MAML(n_way=3, image_size=16, hidden=4, vectorize="vmap")
+    assert has_native_batchnorm(m.net)  # fused BatchNorm until vmap needs the plain-ops one
+    before = {id(p) for p in m.parameters()}
+    opt = m.configure_optimizers()
+    sx, sy, qx, qy = (t.float() if t.is_floating_point() else t for t in _batch())
+    m.training_step((sx, sy, qx, qy), 0).backward()
+    assert not has_native_batchnorm(m.net)
+    assert {id(p) for p in m.parameters()} == before  # the optimizer still owns every weight
+    assert all(p.grad is not None for g in opt.param_groups for p in g["params"])

@@ -133,7 +133,7 @@ class FewShotCommand:
     model: dict = field(default_factory=lambda: {"preset": "conv4", "params": {"hidden": 32}})
     optimizer: dict = field(default_factory=lambda: {"name": "Adam", "params": {"lr": 1e-3}})
     maml: dict = field(default_factory=lambda: {"inner_steps": 1, "inner_lr": 0.4, "test_inner_steps": 3,
-                                                "test_inner_lr": None, "vectorize": "auto", "fast_bn": True})
+                                                "test_inner_lr": None, "vectorize": "auto", "fast_bn": "auto"})
     finetune: dict = field(default_factory=lambda: {"batch_size": 64, "head_steps": 100, "head_lr": 0.01})
     steps: int = 1000
     val_every: int = 100
@@ -258,8 +258,11 @@ class FewShotCommand:
                   "test_inner_steps": _int(mm, "test_inner_steps", "maml.", 3, lo=0, allow_none=True),
                   "test_inner_lr": _num(mm, "test_inner_lr", "maml.", None, allow_none=True),
                   "vectorize": _choice(mm, "vectorize", "maml.", "auto", VECTORIZE),
-                  "fast_bn": _bool(mm, "fast_bn", "maml.", True)}
-        if not c.maml["fast_bn"] and c.maml["vectorize"] != "loop":
+                  "fast_bn": mm.get("fast_bn", "auto")}
+        if c.maml["fast_bn"] not in (True, False, "auto"):
+            raise config_error("maml.fast_bn", f"unknown value {c.maml['fast_bn']!r}", c.maml["fast_bn"],
+                               [True, False, "auto"])
+        if c.maml["fast_bn"] is False and c.maml["vectorize"] != "loop":
             raise config_error("maml.vectorize", "fast_bn=false needs vectorize 'loop' (vmap over nn.BatchNorm2d "
                                "gives wrong second-order gradients)", c.maml["vectorize"], ["loop"])
         ft = _obj(d, "finetune", list(c.finetune))
@@ -319,10 +322,10 @@ def _check_trainer(t: dict) -> dict:
             raise config_error(f"trainer.{k}", f"unknown Trainer option {k!r}", k, list(_TRAINER_KEYS))
     try:  # reuse the shared checks (accelerators, strategies, precisions …) when available
         from ..config import _trainer
-
+    except Exception:
+        _trainer = None
+    if _trainer is not None:
         _trainer(t)
-    except ImportError:
-        pass
     return {k: v for k, v in t.items() if v is not None}
 
 
@@ -590,7 +593,8 @@ def train_from_command(command_dict: Mapping[str, Any] | FewShotCommand | str | 
             return run.id
         run.finish("trained", summary=summary)
         if cmd.test_episodes > 0 and len(splits["test"]) >= dm.test_n_way:
-            evaluate(run.id, episodes=cmd.test_episodes, log=log, data=source, _module=module)
+            evaluate(run.id, episodes=cmd.test_episodes, log=log, data=source, _module=module,
+                     device=str(trainer.strategy.root_device))
         return run.id
     except BaseException as exc:
         try:

@@ -117,15 +117,24 @@ class TransductiveBatchNorm2d(nn.BatchNorm2d):
 
 
 def use_fast_batchnorm(net: nn.Module) -> nn.Module:
-    """Replace every transductive ``BatchNorm2d`` of ``net`` by :class:`TransductiveBatchNorm2d` (in place)."""
+    """Replace every transductive ``BatchNorm2d`` of ``net`` by :class:`TransductiveBatchNorm2d` (in place).
+
+    The new layers take over the *same* ``Parameter`` objects, so an optimizer built before
+    the swap keeps training them and checkpoints keep their keys.
+    """
     for mod in list(net.modules()):
         for name, child in list(mod.named_children()):
             if type(child) is nn.BatchNorm2d and not child.track_running_stats:
                 fast = TransductiveBatchNorm2d(child.num_features, eps=child.eps, affine=True,
-                                               track_running_stats=False).to(child.weight)
-                fast.load_state_dict(child.state_dict())
+                                               track_running_stats=False)
+                fast.weight, fast.bias = child.weight, child.bias
                 setattr(mod, name, fast)
     return net
+
+
+def has_native_batchnorm(net: nn.Module) -> bool:
+    """True if ``net`` still has a transductive ``nn.BatchNorm2d`` (vmap would get it wrong)."""
+    return any(type(m) is nn.BatchNorm2d and not m.track_running_stats for m in net.modules())
 
 
 def resolve_vectorize(vectorize: str, device: torch.device | str) -> str:
@@ -151,26 +160,30 @@ class MAML(EpisodicModule):
         learn_inner_lr: Meta-SGD (per-element inner learning rates, meta-learned).
         optimizer, optimizer_params: the meta-optimizer (``torch.optim`` name).
         vectorize: ``auto`` / ``vmap`` / ``loop`` over the tasks of a meta-batch.
-        fast_bn: use :class:`TransductiveBatchNorm2d` (same maths, cheaper second order, and
-            required for ``vmap``: vmap over ``nn.BatchNorm2d``'s double backward is wrong).
+        fast_bn: use :class:`TransductiveBatchNorm2d` (same maths and parameters). Required for
+            ``vmap`` (vmap over ``nn.BatchNorm2d``'s double backward is wrong in this torch) but
+            slower than the fused kernel in a per-task loop, so ``"auto"`` swaps it in exactly
+            when the meta-batch runs under vmap.
     """
 
     def __init__(self, n_way: int = 5, in_channels: int = 1, image_size: int = 28, hidden: int = 32,
                  inner_steps: int = 1, inner_lr: float = 0.4, test_inner_steps: int | None = None,
                  test_inner_lr: float | None = None, first_order: bool = False, learn_inner_lr: bool = False,
                  optimizer: str = "Adam", optimizer_params: dict | None = None, vectorize: str = "auto",
-                 fast_bn: bool = True) -> None:
+                 fast_bn: bool | str = "auto") -> None:
         super().__init__()
         if vectorize not in VECTORIZE:
             raise ValueError(f"vectorize: unknown value {vectorize!r}; allowed: {list(VECTORIZE)}")
-        if not fast_bn and vectorize != "loop":
+        if fast_bn not in (True, False, "auto"):
+            raise ValueError(f"fast_bn: expected true, false or 'auto', got {fast_bn!r}")
+        if fast_bn is False and vectorize != "loop":
             # vmap over nn.BatchNorm2d's double backward gives second-order meta-gradients that
             # are off by ~1% in this torch (tests/fewshot/test_fewshot_maml.py pins it).
             raise ValueError("fast_bn=False needs vectorize='loop': vmap over nn.BatchNorm2d gives wrong "
                              "second-order gradients; keep fast_bn=True (same maths) to use vmap")
         self.save_hyperparameters()
         self.net = conv4(in_channels, n_way, hidden, image_size, track_running_stats=False)
-        if fast_bn:
+        if fast_bn is True:
             use_fast_batchnorm(self.net)
         self.inner_lrs: nn.ParameterDict | None = None
         if learn_inner_lr:
@@ -193,6 +206,8 @@ class MAML(EpisodicModule):
         sx, sy, qx, qy = batch
         h = self.hparams
         mode = resolve_vectorize(h.vectorize, sx.device)
+        if mode == "vmap" and has_native_batchnorm(self.net):
+            use_fast_batchnorm(self.net)  # fast_bn="auto": needed for correct vmap gradients
         loss, acc = meta_loss(self.net, self.params(), sx, sy, qx, qy, h.inner_steps, h.inner_lr,
                               h.first_order, self.lrs(), mode)
         b = sx.shape[0]
