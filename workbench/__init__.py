@@ -26,6 +26,9 @@ _LAZY = {
     "sweep": "workbench.meta",
     "compare": "workbench.meta",
     "recommend": "workbench.meta",
+    "load_glyphs": "workbench.data.glyphs",
+    "FewShotCommand": "workbench.learners.fewshot",
+    "adapt": "workbench.learners.fewshot",
 }
 
 __all__ = ["__version__", "RunLog", "Run", "RunLogError", *_LAZY]
