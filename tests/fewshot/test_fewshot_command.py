@@ -152,3 +152,19 @@ def test_folder_data_and_the_jobs_dispatch(runlog, tmp_path, small_glyphs):
     rid = out if isinstance(out, str) else out["run_id"]
     rec = runlog.get(rid)
     assert rec["status"] == "completed" and rec["dataset"]["name"] == "folder"
+
+
+def test_ci95_is_the_papers_convention():
+    import math
+
+    m, ci = mean_ci95([1.0, 0.0] * 300)
+    assert m == 0.5 and ci == pytest.approx(1.96 * 0.5004170 / math.sqrt(600), rel=1e-4)
+    assert mean_ci95([0.8]) == (0.8, 0.0)
+
+
+def test_live_curves_collects_history_outside_notebooks(runlog, small_glyphs):
+    from workbench.learners.fewshot import live_curves
+
+    cb = live_curves(every=2)
+    train_from_command(_cmd("protonet", test_episodes=0), data=small_glyphs, log=runlog, callbacks=[cb])
+    assert len(cb.history["train_loss"]) == 4 and len(cb.history["val_accuracy"]) >= 1

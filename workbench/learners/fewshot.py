@@ -651,7 +651,7 @@ def evaluate(run_ref: str, episodes: int = 600, n_way: int | None = None, k_shot
     if _module is not None:
         cmd = FewShotCommand.from_dict(rec["config"])
         splits = rec.get("splits")
-        source = data if data is not None else build_source(cmd)[0]
+        source = build_source(cmd, data)[0]
     if source is None:
         raise FileNotFoundError(f"run {rec['id']}: its data {cmd.data!r} is not here; pass data=")
     if not splits or split not in splits:
