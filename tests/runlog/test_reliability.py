@@ -84,7 +84,9 @@ def test_sigkill_loses_at_most_a_second_and_never_a_finished_run(tmp_path):
             fin = log.get(rid, metrics=False)
             assert fin["status"] == "completed"
     data = json.loads(path.read_text())
-    assert len([d for d in data["runs"].values() if d["status"] == "completed"]) == len(all_finished)
+    completed = {d["id"] for d in data["runs"].values() if d["status"] == "completed"}
+    # a kill can land between finish() and the child printing it: such runs are complete too
+    assert set(all_finished) <= completed
 
 
 WRITER = textwrap.dedent("""

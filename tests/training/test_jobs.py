@@ -96,11 +96,12 @@ def test_subprocess_jobs_kill_interrupt_and_stop(shapes_dir, runlog):
     assert a.mode == b.mode == "subprocess"
     assert _until(lambda: all(len(j.metrics()) >= 3 for j in (a, b, c)), timeout=120)
     c.stop()  # across processes: a STOP file in the run folder
-    assert c.wait(60)["status"] == "stopped" and not (Path(runlog.get(c.run_id)["dir"]) / "STOP").exists()
+    assert c.wait(180)["status"] == "stopped" and not (Path(runlog.get(c.run_id)["dir"]) / "STOP").exists()
     a.kill()
     assert a.wait(10)["status"] == "crashed" and "exited with code" in runlog.get(a.run_id)["error"]
     os.kill(b._proc.pid, signal.SIGINT)  # Ctrl-C in a terminal
-    res = b.wait(60)
+    res = b.wait(180)  # generous: three training processes share two cores
+    assert res is not None, "interrupted job did not end within 180 s"
     assert res["status"] == "stopped", open(os.path.join(runlog.get(b.run_id)["dir"], "job.log")).read()[-2000:]
     rec = runlog.get(b.run_id)
     assert rec["artifacts"].get("checkpoint")
