@@ -400,20 +400,7 @@ class RunLog:
 
     def read_metrics(self, run_id: str) -> list[dict[str, Any]]:
         """All flushed metric rows of a run (a torn last line from a crash is skipped)."""
-        f = self.run_dir(run_id) / "metrics.jsonl"
-        rows: list[dict[str, Any]] = []
-        try:
-            with open(f, "r", encoding="utf-8") as fh:
-                for line in fh:
-                    if not line.endswith("\n"):
-                        break  # partially written by a writer that is mid-flush or died
-                    try:
-                        rows.append(json.loads(line))
-                    except json.JSONDecodeError:
-                        continue
-        except FileNotFoundError:
-            pass
-        return rows
+        return read_jsonl(self.run_dir(run_id) / "metrics.jsonl")
 
     def metrics_frame(self, run_id: str):
         """Per-run metrics as a pandas DataFrame: one row per logging call, NaN where absent."""
@@ -568,6 +555,23 @@ class RunLog:
 
     def __repr__(self) -> str:
         return f"RunLog({str(self.path)!r})"
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Rows of an append-only JSON-lines file; a missing file is empty, a torn last line is skipped."""
+    rows: list[dict[str, Any]] = []
+    try:
+        with open(path, "r", encoding="utf-8") as fh:
+            for line in fh:
+                if not line.endswith("\n"):
+                    break  # partially written by a writer that is mid-flush or died
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue
+    except FileNotFoundError:
+        pass
+    return rows
 
 
 def _seconds_between(a: str, b: str) -> float:

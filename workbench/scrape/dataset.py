@@ -20,6 +20,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from ..runlog.log import read_jsonl
+
 MANIFEST = "manifest.jsonl"
 REJECTS = "rejects.jsonl"
 SUMMARY = "summary.json"
@@ -69,31 +71,15 @@ def assign_folders(labels: Iterable[str], existing: Mapping[str, str] | None = N
     return out
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    try:
-        with open(path, "r", encoding="utf-8") as fh:
-            for line in fh:
-                if not line.endswith("\n"):
-                    break  # torn last line of a crashed writer
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError:
-                    continue
-    except FileNotFoundError:
-        pass
-    return rows
-
-
 def load_manifest(root: str | os.PathLike) -> list[dict[str, Any]]:
     """The manifest rows of a dataset whose image file still exists."""
     root = Path(root)
-    return [r for r in _read_jsonl(root / MANIFEST) if (root / r.get("path", "")).is_file()]
+    return [r for r in read_jsonl(root / MANIFEST) if (root / r.get("path", "")).is_file()]
 
 
 def load_rejects(root: str | os.PathLike) -> list[dict[str, Any]]:
     """Every recorded reject of a dataset (all runs)."""
-    return _read_jsonl(Path(root) / REJECTS)
+    return read_jsonl(Path(root) / REJECTS)
 
 
 def manifest_frame(root: str | os.PathLike):
