@@ -127,3 +127,26 @@ def test_readme_commands_parse():
             assert exc.code == 0, f"README command does not parse: python -m workbench {cmd}"
             continue
         assert getattr(args, "func", None), f"README command does nothing: python -m workbench {cmd}"
+
+
+def _readme_cli_table() -> list[str]:
+    """The usages in the first column of the README's CLI table (`` `runs list [--db PATH]…` ``)."""
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("\n## CLI", 1)[1].split("\n## ", 1)[0]
+    return [m.group(1) for m in re.finditer(r"^\|\s*`([^`]+)`\s*\|", section, flags=re.M)]
+
+
+def test_readme_cli_table_lists_every_command():
+    """The README's CLI table documents every command ``--help`` lists, and each usage parses."""
+    usages = _readme_cli_table()
+    documented = {u.split()[0] for u in usages}
+    missing = set(_commands(build_parser())) - documented
+    assert not missing, f"commands missing from the README's CLI table: {sorted(missing)}"
+    for usage in usages:
+        argv = shlex.split(re.sub(r"\[[^\]]*\]", " ", usage))
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit as exc:
+            assert exc.code == 0, f"README CLI table usage does not parse: {usage}"
+            continue
+        assert getattr(args, "func", None), usage
