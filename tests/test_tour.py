@@ -25,7 +25,7 @@ def test_tour_runs_notebooks_in_order_and_lists_their_runs(tmp_path):
     nbs = tmp_path / "nbs"
     nbs.mkdir()
     _nb(nbs / "01_first.ipynb",
-        "import os\nassert os.environ['WORKBENCH_QUICK'] == '1'",
+        "import os, sys\nassert os.environ['WORKBENCH_QUICK'] == '1'\nprint('IPKernelApp chatter', file=sys.__stderr__)",
         "from workbench import RunLog\nr = RunLog().start('from-nb-1', 'baseline', {})\nr.finish('completed', summary={'accuracy': 0.75})")
     _nb(nbs / "02_second.ipynb",
         "from workbench import RunLog\nassert [r['name'] for r in RunLog().runs()] == ['from-nb-1']")
@@ -38,6 +38,7 @@ def test_tour_runs_notebooks_in_order_and_lists_their_runs(tmp_path):
     assert lines[2].startswith("[2/2] 02_second.ipynb") and "ok in" in lines[2]
     assert "from-nb-1" in out.stdout and "accuracy=0.750" in out.stdout
     assert "All 2 notebooks passed." in out.stdout
+    assert "IPKernelApp" not in out.stdout + out.stderr  # kernel chatter goes to the tour's log file
 
 
 def test_tour_fails_nonzero_and_names_the_notebook(tmp_path):

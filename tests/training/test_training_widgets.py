@@ -89,6 +89,7 @@ def test_runs_panel_filters_selects_and_compares(two_runs):
     assert "config" in p.details.value and "test_accuracy" in p.details.value
     p.selector.value = (a, b)
     assert p.curves.value[:4] == b"\x89PNG" and p.confusion.value == b"" and "sgd" in p.details.value
+    assert p.confusion.layout.display == "none" and p.curves.layout.display == ""  # no broken-image icon
     p.selector.value = (f,)
     assert "boom" in p.details.value
     p.refresh_button.click()

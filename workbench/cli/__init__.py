@@ -19,10 +19,23 @@ COMMAND_MODULES = [
 ]
 
 
+class _OneLineHelp(argparse.HelpFormatter):
+    """Keeps each command's name and help on one line: argparse sizes the help column without
+    the extra indent it gives sub-commands, so ``stub-serpapi`` would wrap."""
+
+    def add_argument(self, action: argparse.Action) -> None:
+        super().add_argument(action)
+        if isinstance(action, argparse._SubParsersAction) and action.choices:
+            longest = max(len(name) for name in action.choices)
+            self._action_max_length = max(self._action_max_length,
+                                          self._current_indent + self._indent_increment + longest)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m workbench",
         description="The meta-learning workbench: scrape → train → record → meta-learn → meta-analyse.",
+        formatter_class=_OneLineHelp,
     )
     from .. import __version__
 

@@ -28,7 +28,7 @@ def register_compare(rs: argparse._SubParsersAction, db_opt: Callable[[argparse.
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("recommend", help="recommend a training command for a dataset from similar past tasks",
+    p = sub.add_parser("recommend", help="recommend a command for a dataset from similar tasks",
                        description="Describe DIR with task meta-features, find the k most similar past tasks in "
                                    "the run log and recommend the recipe that did best on them, with the evidence.")
     p.add_argument("--data", required=True, metavar="DIR", help="image folder (DIR/<class>/<image>)")

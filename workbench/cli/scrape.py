@@ -16,7 +16,7 @@ def _param(text: str) -> tuple[str, str]:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "scrape", help="build a labelled image-folder dataset from Google Images queries",
+        "scrape", help="build a labelled image-folder dataset from Google Images",
         description="Search Google Images (SerpApi when SERPAPI_API_KEY is set, else the offline loopback stub),"
                     " download and verify the images, and write OUT/<label>/<hash>.jpg + OUT/manifest.jsonl."
                     " Re-running resumes. Each build is a run of kind 'scrape' in the run log.")
@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_scrape)
 
-    s = sub.add_parser("stub-serpapi", help="serve the offline SerpApi Google Images stub on 127.0.0.1",
+    s = sub.add_parser("stub-serpapi", help="serve the offline SerpApi stub on 127.0.0.1",
                        description="Serve a SerpApi-compatible google_images endpoint with generated images "
                                    "until Ctrl-C. Point clients at it with SERPAPI_BASE_URL.")
     s.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 = any free port)")

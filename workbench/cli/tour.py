@@ -9,7 +9,7 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("tour", help="execute the notebooks in order headlessly and summarise their runs",
+    p = sub.add_parser("tour", help="run the notebooks in order, headless; list their runs",
                        description="Execute notebooks/NN_*.ipynb in order (nbclient), print one progress"
                                    " line per notebook and a table of the runs they created.")
     p.add_argument("--quick", action="store_true", help="small budgets (sets WORKBENCH_QUICK=1)")
@@ -35,9 +35,16 @@ def run_notebook(path: Path, timeout: int) -> None:
     import nbformat
     from nbclient import NotebookClient
 
+    from ..paths import home
+
     nb = nbformat.read(path, as_version=4)
-    NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                   resources={"metadata": {"path": str(path.parent)}}).execute()
+    # The kernel's own stderr (e.g. ipykernel's "running over TCP" warning) would break the
+    # progress lines: it goes to $WORKBENCH_HOME/logs/tour-<notebook>.log instead.
+    logs = home() / "logs"
+    logs.mkdir(exist_ok=True)
+    with open(logs / f"tour-{path.stem}.log", "wb") as kernel_log:
+        NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                       resources={"metadata": {"path": str(path.parent)}}).execute(stderr=kernel_log)
 
 
 def cmd_tour(args: argparse.Namespace) -> int:

@@ -6,7 +6,7 @@ import json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a classifier (or a few-shot learner) from a JSON training command",
+    p = sub.add_parser("train", help="train from a JSON training command (any kind)",
                        description="Validate the training command, then train synchronously with a progress bar."
                                    " The run, its metrics and checkpoints go to the run log.")
     p.add_argument("--config", required=True, metavar="FILE.json", help="the training command (JSON)")

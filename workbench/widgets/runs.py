@@ -87,19 +87,21 @@ class RunsPanel:
         """Show the selection: one run → config, curves, confusion matrix; several → overlaid curves."""
         ids = list(self.selector.value)
         if not ids:
-            self.details.value, self.curves.value, self.confusion.value = "", b"", b""
+            self.details.value = ""
+            _show_png(self.curves, b"")
+            _show_png(self.confusion, b"")
             return
         recs = [self.log.get(i) for i in ids]
-        self.curves.value = plots.loss_png({f"{r.get('name')} ({r['id'][-6:]})": r.get("metrics") or [] for r in recs},
-                                           title="loss" if len(recs) == 1 else f"{len(recs)} runs compared")
+        _show_png(self.curves, plots.loss_png({f"{r.get('name')} ({r['id'][-6:]})": r.get("metrics") or [] for r in recs},
+                                           title="loss" if len(recs) == 1 else f"{len(recs)} runs compared"))
         if len(recs) == 1:
             r = recs[0]
             s = r.get("summary") or {}
             if s.get("confusion_matrix") and s.get("classes"):
-                self.confusion.value = plots.confusion_png(s["confusion_matrix"], s["classes"],
-                                                           title=f"test accuracy {s.get('test_accuracy', 0):.3f}")
+                _show_png(self.confusion, plots.confusion_png(s["confusion_matrix"], s["classes"],
+                                                              title=f"test accuracy {s.get('test_accuracy', 0):.3f}"))
             else:
-                self.confusion.value = b""
+                _show_png(self.confusion, b"")
             short = {k: v for k, v in s.items() if k not in ("confusion_matrix",)}
             self.details.value = (f"<b>{html.escape(str(r.get('name')))}</b> {html.escape(r['id'])} —"
                                   f" {html.escape(str(r.get('status')))}"
@@ -108,7 +110,7 @@ class RunsPanel:
                                   + f"<pre>config: {html.escape(json.dumps(r.get('config'), indent=1))}</pre>"
                                   f"<pre>summary: {html.escape(json.dumps(short, indent=1, default=str))}</pre>")
         else:
-            self.confusion.value = b""
+            _show_png(self.confusion, b"")
             self.details.value = "<br>".join(f"{html.escape(str(r.get('name')))} {html.escape(r['id'])}:"
                                              f" {html.escape(_result(r))}" for r in recs)
 
@@ -121,3 +123,9 @@ class RunsPanel:
 def runs_panel(log: Any = None) -> RunsPanel:
     """Build a :class:`RunsPanel` (display it as the cell's last expression)."""
     return RunsPanel(log)
+
+
+def _show_png(image: W.Image, png: bytes) -> None:
+    """Set an image and hide it when empty (an empty PNG renders as a broken-image icon)."""
+    image.value = png
+    image.layout.display = "" if png else "none"
