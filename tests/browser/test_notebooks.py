@@ -118,7 +118,7 @@ def test_02_train_panel_live_curve_stop_and_runs_panel(lab):
     # run is still going when Stop is pressed.
     editor = train.locator("textarea").first
     cmd = json.loads(editor.input_value())
-    cmd.update(name=STOP_RUN_NAME, epochs=500)
+    cmd.update(name=STOP_RUN_NAME, epochs=100_000)  # far more than the test waits for: Stop must end it
     editor.fill(json.dumps(cmd, indent=1))
     train.get_by_text("command is valid").wait_for(timeout=20_000)
     start = train.get_by_role("button", name=re.compile(r"^\W*Start$"))
@@ -165,7 +165,7 @@ def test_02_train_panel_live_curve_stop_and_runs_panel(lab):
     lab.shot("stopped")
     rec = RunLog(lab.server.home / "runs.json").get(run_id)
     assert rec["status"] == "stopped", rec["status"]
-    assert rec["name"] == STOP_RUN_NAME and rec["config"]["epochs"] == 500
+    assert rec["name"] == STOP_RUN_NAME and rec["config"]["epochs"] == 100_000
     assert any("train_loss" in m for m in rec["metrics"])
 
     # The runs panel lists the run after a Refresh, stopped, and shows it when selected.

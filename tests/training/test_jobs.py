@@ -56,14 +56,14 @@ def test_stop_is_graceful_and_keeps_a_checkpoint(shapes_dir, runlog):
         def on_train_batch_end(self, *args):
             Count.batches += 1
 
-    job = jobs.start_training(fast_command(name="long", epochs=500), data=shapes_dir, log=runlog,
+    job = jobs.start_training(fast_command(name="long", epochs=100_000), data=shapes_dir, log=runlog,
                               callbacks=[Count()])
     assert _until(lambda: len(job.metrics()) >= 5)
     job.stop()
     res = job.wait(60)
     assert res["status"] == "stopped" and job.status == "stopped"
     rec = runlog.get(job.run_id)
-    assert rec["summary"]["stopped"] and rec["summary"]["epochs_completed"] < 500
+    assert rec["summary"]["stopped"] and rec["summary"]["epochs_completed"] < 100_000
     assert Count.batches == rec["summary"]["steps"] > 0
     from pathlib import Path
 
@@ -89,10 +89,10 @@ def test_exception_marks_failed_with_error_text(shapes_dir, runlog, tmp_path):
 
 
 def test_subprocess_jobs_kill_interrupt_and_stop(shapes_dir, runlog):
-    a = jobs.start_training(fast_command(name="to-kill", epochs=500), data=shapes_dir, log=runlog, mode="subprocess")
-    b = jobs.start_training(fast_command(name="to-interrupt", epochs=500), data=shapes_dir, log=runlog,
+    a = jobs.start_training(fast_command(name="to-kill", epochs=100_000), data=shapes_dir, log=runlog, mode="subprocess")
+    b = jobs.start_training(fast_command(name="to-interrupt", epochs=100_000), data=shapes_dir, log=runlog,
                             mode="subprocess")
-    c = jobs.start_training(fast_command(name="to-stop", epochs=500), data=shapes_dir, log=runlog, mode="subprocess")
+    c = jobs.start_training(fast_command(name="to-stop", epochs=100_000), data=shapes_dir, log=runlog, mode="subprocess")
     assert a.mode == b.mode == "subprocess"
     assert _until(lambda: all(len(j.metrics()) >= 3 for j in (a, b, c)), timeout=120)
     c.stop()  # across processes: a STOP file in the run folder
