@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,6 +36,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .. import jobs
+
+    if args.run_id and signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        # A job started from a process that ignores SIGINT (anything launched with `&` or
+        # nohup) inherits that, and Python then installs no KeyboardInterrupt handler: an
+        # interrupt would be lost instead of ending the run `stopped`.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     from ..config import FEWSHOT_KINDS
     from ..runlog import RunLog
 
