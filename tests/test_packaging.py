@@ -45,3 +45,14 @@ def test_readme_quickstart_matches_ci():
     ci = (ROOT / ".ci" / "run").read_text()
     assert 'pip install -e ".[dev]"' in readme and 'pip install -q -e ".[dev]"' in ci
     assert re.search(r"^pytest\b", readme, re.M) and "python -m pytest" in ci
+
+
+def test_public_names_resolve():
+    """Every lazily exported name resolves to the object its module defines."""
+    import workbench
+    import workbench.widgets as widgets
+
+    for name in workbench.__all__:
+        assert getattr(workbench, name) is not None, name
+    for name in widgets.__all__:
+        assert isinstance(getattr(widgets, name), type), name
