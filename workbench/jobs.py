@@ -263,7 +263,8 @@ def run_training(command: TrainingCommand | Mapping[str, Any], data: str | Path 
     finally:
         if on_main and prev_sigint is not None:
             signal.signal(signal.SIGINT, prev_sigint)  # Lightning leaves SIGINT ignored after Ctrl-C
-    stopped = interrupted or stopper.requested
+    # a callback may also ask through the flag (e.g. the gone-bad detector) after the stopper ran
+    stopped = interrupted or stopper.requested or stop.is_set()
     if stopped and error is None:
         try:
             last = Path(ckpt.dirpath or ".") / "stopped.ckpt"

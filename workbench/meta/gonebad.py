@@ -327,6 +327,8 @@ class GoneBadCallback(pl.Callback):
         self.losses: list[float] = []
         self.verdict: Verdict | None = None
         self.stopped = False
+        #: a workbench.jobs.StopFlag to set when stopping (train_watched wires it)
+        self.stop_flag: Any = None
         self._reference: list[list[float]] | None = None
 
     # -- helpers -------------------------------------------------------------------
@@ -411,6 +413,8 @@ class GoneBadCallback(pl.Callback):
         if action == "stopped":
             trainer.should_stop = True
             self.stopped = True
+            if self.stop_flag is not None:  # lets workbench.jobs end the run `stopped`, not `trained`
+                self.stop_flag.set()
         self._record(trainer, v, action)
 
 
@@ -418,40 +422,14 @@ def train_watched(command: Any, data: str | None = None, *, callback: GoneBadCal
                   log: RunLog | None = None, name: str | None = None, tags: Sequence[str] = ()) -> dict:
     """Train a baseline command synchronously with a :class:`GoneBadCallback` watching it.
 
-    The run ends ``stopped`` when the detector stopped it (its record's ``gone_bad`` field
-    says why), else ``trained``; ``failed`` on an exception (re-raised). Returns
-    ``{"run_id", "status", "verdict"}``. (Background jobs in :mod:`workbench.jobs` take no
-    extra callbacks, so this is the way to train under the detector.)
+    Training is :func:`workbench.jobs.run_training`; the run ends ``stopped`` when the
+    detector stopped it (its record's ``gone_bad`` field says why), else ``trained``;
+    ``failed`` on an exception (re-raised). Returns ``{"run_id", "status", "verdict"}``.
     """
-    from ..jobs import _quiet_lightning, default_name, prepare
-    from ..learners.classifier import ImageClassifier
-    from ..runlog.lightning import WorkbenchLogger
+    from ..jobs import StopFlag, run_training
 
-    _quiet_lightning()
-    cmd, dm = prepare(command, data)
-    cfg = cmd.to_dict()
     cb = callback or GoneBadCallback()
-    logger = WorkbenchLogger(name or cmd.name or default_name(cmd), kind="baseline", config=cfg, log=log,
-                             tags=(*tags, "watched"), finalize_status=None, dataset=dm.info(), seed=cmd.seed)
-    pl.seed_everything(cmd.seed, workers=True, verbose=False)
-    module = ImageClassifier(cfg, dm.classes, dm.in_shape)
-    trainer = pl.Trainer(max_epochs=cmd.epochs, logger=logger, callbacks=[cb], enable_progress_bar=False,
-                         enable_model_summary=False, num_sanity_val_steps=0, enable_checkpointing=False,
-                         **cmd.trainer.trainer_kwargs())
-    run = logger.experiment
-    try:
-        trainer.fit(module, datamodule=dm)
-    except Exception as exc:
-        run.finish("failed", error=f"{type(exc).__name__}: {exc}")
-        raise
-    status = "stopped" if cb.stopped else "trained"
-    summary: dict[str, Any] = {"steps": int(trainer.global_step), "planned_steps": cb._planned(trainer),
-                               "stopped": cb.stopped}
-    m = {k: float(v) for k, v in trainer.callback_metrics.items() if getattr(v, "numel", lambda: 1)() == 1}
-    for k in ("val_loss", "val_accuracy", "train_loss"):
-        if k in m:
-            summary[f"final_{k}"] = m[k]
-    if cb.verdict is not None:
-        summary["gone_bad"] = cb.verdict.call
-    run.finish(status, summary=summary)
-    return {"run_id": run.id, "status": status, "verdict": cb.verdict}
+    cb.stop_flag = StopFlag()
+    res = run_training(command, data, log=log, name=name, tags=(*tags, "watched"), stop=cb.stop_flag,
+                       callbacks=[cb])
+    return {"run_id": res["run_id"], "status": res["status"], "verdict": cb.verdict}
