@@ -120,7 +120,7 @@ class WorkbenchLogger(Logger):
         if per_epoch and epoch is not None:
             row = self._epoch_rows.setdefault(epoch, {})
             row.update({k: float(v) for k, v in per_epoch.items()})
-            self.experiment.log._append_epoch(self.experiment.id, {"epoch": epoch, **row})
+            self.experiment.record_epoch(epoch, row)
 
     @rank_zero_only
     def save(self) -> None:

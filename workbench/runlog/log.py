@@ -270,8 +270,11 @@ class Run:
     def log_epoch(self, epoch: int, metrics: Mapping[str, Any], step: int | None = None) -> None:
         """Record end-of-epoch metrics: in the metrics file and in the record's ``epochs`` list."""
         self.log_metrics(metrics, step=self._max_step if step is None else step, epoch=epoch)
-        clean = {k: float(v) for k, v in metrics.items()}
-        self.log._append_epoch(self.id, {"epoch": int(epoch), **clean})
+        self.record_epoch(epoch, metrics)
+
+    def record_epoch(self, epoch: int, metrics: Mapping[str, Any]) -> None:
+        """Set the record's ``epochs`` entry for ``epoch`` (replacing an earlier one); no metrics row."""
+        self.log._append_epoch(self.id, {"epoch": int(epoch), **{k: float(v) for k, v in metrics.items()}})
 
     def finish(self, status: str = "completed", summary: Mapping[str, Any] | None = None,
                error: str | None = None, **fields: Any) -> None:
