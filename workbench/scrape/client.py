@@ -270,8 +270,9 @@ class SerpApiClient:
         if isinstance(outcome, FetchError):
             raise self._fail(outcome, q)
         if not isinstance(data, dict):
-            raise SerpApiResponseError("the answer is not a JSON object" + ("" if data is None else
-                                       f" ({type(data).__name__})"), status=outcome.status, query=q)
+            what = "not JSON" if data is None else f"{type(data).__name__}, not of type 'object'"
+            raise SerpApiResponseError(f"the answer does not have SerpApi's shape: (the answer) is {what}",
+                                       status=outcome.status, query=q)
         msg = redact(str(data.get("error")), [self._api_key])
         if NO_RESULTS_HINT in msg:
             raise SerpApiNoResults(msg, status=200, query=q)

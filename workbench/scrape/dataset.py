@@ -254,16 +254,27 @@ def check_row(row: Any, n: int) -> dict[str, Any]:
     if not valid_folder(row["folder"]):
         raise ManifestError(f"{where}: folder {row['folder']!r} is not a label folder (letters, digits, '_', '-', "
                             f"'.'; no separators, no leading dot, at most {MAX_FOLDER} bytes)")
-    folder, _ = _split_rel(row["path"])
+    try:
+        folder, _ = _split_rel(row["path"])
+    except ManifestError as exc:
+        raise ManifestError(f"{where}: {exc}") from None
     if folder != row["folder"]:
         raise ManifestError(f"{where}: path {row['path']!r} is not inside folder {row['folder']!r}")
     return row
 
 
 def load_manifest(root: str | os.PathLike) -> list[dict[str, Any]]:
-    """The validated manifest rows of a dataset whose image file still exists."""
-    rows = [check_row(r, i + 1) for i, r in enumerate(read_jsonl_safe(root, MANIFEST))]
-    return [r for r in rows if is_image_file(root, r["path"])]
+    """The validated manifest rows of a dataset whose image file still exists.
+
+    A path written twice (an image re-fetched after its file went missing) counts once:
+    the last line wins.
+    """
+    by_path: dict[str, dict[str, Any]] = {}
+    for i, r in enumerate(read_jsonl_safe(root, MANIFEST)):
+        row = check_row(r, i + 1)
+        by_path.pop(row["path"], None)
+        by_path[row["path"]] = row
+    return [r for r in by_path.values() if is_image_file(root, r["path"])]
 
 
 def load_rejects(root: str | os.PathLike) -> list[dict[str, Any]]:

@@ -70,8 +70,8 @@ def _blocked_ip(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
     for attr, what in (("is_loopback", "loopback"), ("is_link_local", "link-local"),
-                       ("is_private", "private"), ("is_multicast", "multicast"),
-                       ("is_reserved", "reserved"), ("is_unspecified", "unspecified")):
+                       ("is_unspecified", "unspecified"), ("is_multicast", "multicast"),
+                       ("is_reserved", "reserved"), ("is_private", "private")):
         if getattr(ip, attr):
             return f"{what} address {ip}"
     if not ip.is_global:

@@ -14,7 +14,7 @@ from typing import Any, Callable, Mapping, Sequence
 from .. import paths
 from . import neardup
 from .client import DEFAULT_BASE_URL, ImageResult, SearchPage, SerpApiClient, parse_size
-from .dataset import (REJECTS, append_line, fingerprint, load_manifest, read_summary, remove_image,
+from .dataset import (REJECTS, append_line, assign_folders, fingerprint, load_manifest, read_summary, remove_image,
                       rewrite_manifest, write_summary)
 from .downloader import DEFAULT_MAX_BYTES, Downloader, LabelStats
 from .errors import SerpApiNoResults, SerpApiOutOfSearches, SerpApiStopped, redact
@@ -341,8 +341,8 @@ def scrape(queries: str | Sequence[str], out: str | os.PathLike, *, labels: Sequ
     for q, lab in zip(qs, labs):
         by_label.setdefault(lab, []).append(q)
     folders = folders_for(root, by_label) if root.is_dir() else {}
-    check_root(root, folders)
-    folders = folders_for(root, by_label)
+    check_root(root, folders, create=not dry_run)
+    folders = folders_for(root, by_label) if root.is_dir() else assign_folders(by_label)
     api, key, endpoint, stub = _choose_api(offline, api_key, base_url, stub_options)
     try:
         return _run(locals_=dict(qs=qs, labs=labs, opts=opts, size_wh=size_wh, root=root, by_label=by_label,
@@ -372,11 +372,11 @@ def _run(locals_: dict[str, Any]) -> ScrapeResult | ScrapePlan:
                          "stub" if api == "stub" else redact(endpoint))
         if api in ("serpapi", "stub"):
             check_account(plan, client)
+        if a["dry_run"]:
+            return plan
         _say(log, plan.summary().splitlines()[0])
         for w in plan.warnings:
             _say(log, f"  warning: {w}")
-        if a["dry_run"]:
-            return plan
         if plan.searches_left == 0:
             raise SerpApiOutOfSearches("Your account has run out of searches (account.json says 0 left); "
                                        "nothing was searched.", status=429)

@@ -81,11 +81,14 @@ def check_options(*, pages: Any, limit: Any, workers: Any, params: Mapping[str, 
     return out
 
 
-def check_root(root: Path, folders: Mapping[str, str]) -> list[dict[str, Any]]:
+def check_root(root: Path, folders: Mapping[str, str], create: bool = True) -> list[dict[str, Any]]:
     """The dataset folder is usable: validated manifest rows, no symlinked label folders."""
     if root.exists() and not root.is_dir():
         raise ValueError(f"out: {str(root)!r} exists and is not a folder")
-    root.mkdir(parents=True, exist_ok=True)
+    if not root.exists():
+        if not create:
+            return []
+        root.mkdir(parents=True, exist_ok=True)
     for name in ("manifest.jsonl", "rejects.jsonl", "searches.jsonl", "summary.json"):
         if (root / name).is_symlink():
             raise ManifestError(f"{root / name}: is a symbolic link; refusing to follow it")
@@ -139,6 +142,9 @@ class ScrapePlan:
             lines.append(f"  {label!r} -> {self.folders[label]}/  from {', '.join(map(repr, qs))}")
         lines += [f"  warning: {w}" for w in self.warnings]
         return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.summary()
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

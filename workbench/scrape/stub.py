@@ -14,6 +14,7 @@ rate_limit        searches answer a throughput 429 (``retry_after=`` sends ``Ret
 out_of_searches   searches answer 429 "Your account has run out of searches."
 server_error      searches answer 500
 empty             searches answer 200 with the "hasn't returned any results" error
+transient_error   searches answer 200 with a passing error ("... please try again.")
 slow              searches wait ``seconds`` (default 2)
 processing        searches answer "Processing"; the archive has them after ``seconds`` (0.3)
 malformed         answers break: ``shape=`` images_results_string | position_string |
@@ -59,12 +60,12 @@ from . import stub_content as sc
 from .client import parse_size
 from .stub_content import INVALID_KEY, NO_RESULTS, chip_name, chips_string, truth_of  # noqa: F401 (re-exported)
 
-FAULTS = ("auth", "rate_limit", "out_of_searches", "server_error", "empty", "slow", "processing", "malformed",
+FAULTS = ("auth", "rate_limit", "out_of_searches", "server_error", "empty", "transient_error", "slow", "processing", "malformed",
           "trickle_search", "stall_search", "html", "truncated", "huge", "oversize", "svg", "redirect", "trickle",
           "stall", "private_redirect", "image_rate_limit", "broken_original", "megapixel", "bad_original",
           "key_in_urls", "near_duplicates", "products", "duplicate")
-SEARCH_FAULTS = ("auth", "rate_limit", "out_of_searches", "server_error", "empty", "slow", "processing",
-                 "malformed", "trickle_search", "stall_search")
+SEARCH_FAULTS = ("auth", "rate_limit", "out_of_searches", "server_error", "empty", "transient_error", "slow",
+                 "processing", "malformed", "trickle_search", "stall_search")
 #: What the ``key_in_urls`` switch plants in server-supplied links.
 SERVER_KEY = "SERVER-SUPPLIED-KEY-0123"
 FAULT_SLOTS = sc.FAULT_SLOTS
@@ -314,6 +315,9 @@ class SerpApiStub:
             return h.send_json(429, {"error": rl.get("message", sc.THROUGHPUT)}, hdrs)
         if self._hit("server_error"):
             return h.send_json(500, {"error": "Internal server error; please retry."})
+        if self._hit("transient_error"):
+            return h.send_json(200, {"search_metadata": {"id": "transient", "status": "Error"},
+                                     "error": "Something went wrong on our side, please try again."})
         if p.get("engine") != "google_images":
             return h.send_json(400, {"error": f"Unsupported `{p.get('engine')}` search engine."})
         q = (p.get("q") or "").strip()
