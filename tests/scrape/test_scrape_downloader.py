@@ -189,7 +189,7 @@ def test_resize_and_image_size(tmp_path, stub, runlog):
     assert res.counts == {"red fox": 5}
     assert {(r["original_width"], r["original_height"]) for r in rows} == {(120, 90)}
     assert {(r["width"], r["height"]) for r in rows} == {(60, 45)}
-    assert stub.requests[0]["params"]["q"] == "red fox imagesize:120x90"
+    assert [r for r in stub.requests if r["kind"] == "search"][0]["params"]["q"] == "red fox imagesize:120x90"
 
 
 def test_chips_in_manifest(tmp_path, stub, runlog):

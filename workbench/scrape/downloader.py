@@ -227,8 +227,6 @@ class Downloader:
             return  # not counted as done: it was never tried
         reserved = False
         try:
-            if self.skip_products and item.is_product:
-                raise Rejected("product", "SerpApi marks it is_product (skip_products=True)")
             reserved = self._reserve(item, st, report)
             if not reserved:
                 return
@@ -312,6 +310,10 @@ class Downloader:
                 st.done += 1
                 continue
             seen.add(key)
+            if self.skip_products and item.is_product:
+                self._reject(report, item, "product", "SerpApi marks it is_product (skip_products=True)")
+                st.done += 1
+                continue
             if key and key in self.manifest.bad_urls:
                 self._reject(report, item, "known_bad", "rejected for good by an earlier build")
                 st.done += 1

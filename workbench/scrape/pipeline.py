@@ -370,8 +370,7 @@ def _run(locals_: dict[str, Any]) -> ScrapeResult | ScrapePlan:
     try:
         plan = make_plan(root, a["by_label"], a["folders"], opts["pages"], a["chips"], opts["params"], api,
                          "stub" if api == "stub" else redact(endpoint))
-        if api in ("serpapi", "stub"):
-            check_account(plan, client)
+        check_account(plan, client)  # free; an endpoint without /account.json only gets a note
         if a["dry_run"]:
             return plan
         _say(log, plan.summary().splitlines()[0])

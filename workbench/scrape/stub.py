@@ -383,7 +383,7 @@ class SerpApiStub:
         with self._lock:
             used, total = self.billed, self.searches_left
         left = max(0, total - used) if total is not None else 1_000_000
-        h.send_json(200, {"account_id": "stub-account", "plan_id": "stub", "plan_name": "Offline stub",
+        h.send_json(200, {"account_id": "stub-account", "plan_id": "stub", "plan_name": "Offline stub", "plan_monthly_price": 0.0,
                           "searches_per_month": total if total is not None else 1_000_000,
                           "plan_searches_left": left, "extra_credits": 0, "total_searches_left": left,
                           "this_month_usage": used, "last_hour_searches": used,

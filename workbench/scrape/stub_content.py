@@ -181,7 +181,9 @@ def search_answer(origin: str, base_url: str, q: str, base_q: str, size: tuple[i
                                                     "chips": chips_string(base_q, name)}),
         "thumbnail": f"{origin}/thumb/{quote(base_q, safe='')}/{quote(name, safe='')}/auto/0.jpg",
     } for name in corpus.CHIP_STYLES]
-    echo = {"engine": "google_images", "q": q, "ijn": str(page)}
+    # SerpApi echoes the defaults it applied too
+    echo = {"engine": "google_images", "q": q, "google_domain": "google.com", "hl": "en", "gl": "us",
+            "device": "desktop", "ijn": str(page)}
     for k in ("google_domain", "gl", "hl", "chips", "safe", "imgsz", "tbs", "image_type", "image_color",
               "licenses", "no_cache", "device"):
         if p.get(k):
