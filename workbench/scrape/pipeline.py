@@ -22,8 +22,9 @@ from .net import RETRY_AFTER_CAP, AddressGuard
 from .plan import ScrapePlan, as_list, check_account, check_options, check_root, folders_for, make_plan
 from .stub import SerpApiStub, running_origins
 
-#: Download rounds: after near-duplicates are dropped, a limited label is topped up again.
-TOP_UP_ROUNDS = 3
+#: Download rounds: after near-duplicates are dropped, a limited label is topped up again
+#: from the results it did not need yet (each round fetches only what is missing).
+TOP_UP_ROUNDS = 8
 
 
 @dataclass
