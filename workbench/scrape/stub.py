@@ -226,6 +226,8 @@ class SerpApiStub:
             raise ValueError(f"fault: {name!r} is not a fault switch; allowed: {', '.join(FAULTS)}")
         with self._lock:
             self._faults[name] = {"left": times, **options}
+        if name == "megapixel":
+            sc.megapixel_png()  # build the 81-MP body now, not while a client's deadline runs
 
     def clear_faults(self, *names: str) -> None:
         """Switch the named faults (default: all) off."""

@@ -13,6 +13,7 @@ import hashlib
 import io
 import random
 import struct
+import threading
 import zlib
 from functools import lru_cache
 from typing import Any
@@ -240,9 +241,21 @@ def _png(ihdr: bytes, idat: bytes) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
-@lru_cache(maxsize=1)
+_MEGA_LOCK = threading.Lock()
+
+
 def megapixel_png(side: int = 9000) -> bytes:
-    """A real, valid ``side × side`` RGB PNG (81 MP at 9000) that compresses to a few hundred KB."""
+    """A real, valid ``side × side`` RGB PNG (81 MP at 9000) that compresses to a few hundred KB.
+
+    Built once per size (about a second for 9000) under a lock, so concurrent requests wait
+    for one build instead of each spending the CPU on their own.
+    """
+    with _MEGA_LOCK:
+        return _megapixel_png(side)
+
+
+@lru_cache(maxsize=2)
+def _megapixel_png(side: int) -> bytes:
     comp = zlib.compressobj(9)
     row = b"\x00" + b"\x80" * (side * 3)
     parts = [comp.compress(row) for _ in range(side)]
