@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from .client import ImageResult
 from .dataset import IMAGE_EXT, Manifest, write_atomic
 from .decode import (DEFAULT_DECODE_BUDGET, DEFAULT_MAX_PIXELS, ByteBudget, Rejected, decode_image,  # noqa: F401
-                     resize_image, to_rgb)
+                     resize_image)
 from .errors import clean_url
 from .net import RETRY_AFTER_CAP, AddressGuard, FetchError, Fetcher
 from .stub import running_origins

@@ -47,18 +47,17 @@ loopback origins through.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
-from . import corpus
 from . import stub_content as sc
 from .client import parse_size
 from .stub_content import INVALID_KEY, NO_RESULTS, chip_name, chips_string, truth_of  # noqa: F401 (re-exported)
+from .stub_images import ImageRoutes
 
 FAULTS = ("auth", "rate_limit", "out_of_searches", "server_error", "empty", "transient_error", "slow", "processing", "malformed",
           "trickle_search", "stall_search", "html", "truncated", "huge", "oversize", "svg", "redirect", "trickle",
@@ -132,7 +131,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
 
 
-class SerpApiStub:
+class SerpApiStub(ImageRoutes):
     """A loopback SerpApi for Google Images. Use as a context manager::
 
         with SerpApiStub() as stub:
@@ -390,94 +389,6 @@ class SerpApiStub:
                           "plan_searches_left": left, "extra_credits": 0, "total_searches_left": left,
                           "this_month_usage": used, "last_hour_searches": used,
                           "account_rate_limit_per_hour": 1_000_000})
-
-    # -- images ------------------------------------------------------------------------
-    def _image_bytes(self, base_q: str, style: str | None, size: tuple[int, int] | None, i: int) -> tuple[bytes, str]:
-        key = (base_q, style, size, i)
-        with self._lock:
-            hit = self._cache.get(key)
-        if hit is None:
-            hit = corpus.image_bytes(base_q, i, style, size)
-            with self._lock:
-                if len(self._cache) > 4096:
-                    self._cache.clear()
-                self._cache[key] = hit
-        return hit
-
-    def _image(self, h: _Handler, path: str, kind: str) -> None:
-        if self.image_latency:
-            time.sleep(self.image_latency)
-        parts = path.strip("/").split("/")
-        try:
-            if kind == "near":
-                _, nkind, qq, ss, sz, _pos, name = parts
-            else:
-                _, qq, ss, sz, name = parts
-            i = int(name.split(".")[0])
-            base_q = unquote(qq)
-            style = None if unquote(ss) == "-" else unquote(ss)
-            size = None if sz == "auto" else parse_size(sz)
-        except (ValueError, TypeError):
-            return h.send(404, b"not found", "text/plain")
-        if kind == "thumb":
-            body, ctype = corpus.encode(corpus.render(base_q, i, style, (48, 48)), "jpeg")
-        elif kind == "near":
-            if nkind == "stock":
-                src = self._image_bytes(sc.STOCK_QUERY, None, None, 0)[0]
-                nkind = sc.NEAR_DUP_KINDS[int(hashlib.sha1(base_q.encode()).hexdigest(), 16) % 3]
-            else:
-                src = self._image_bytes(base_q, style, size, i)[0]
-            body, ctype = sc.near_copy(src, nkind, f"{path}"), "image/jpeg"
-        else:
-            body, ctype = self._image_bytes(base_q, style, size, i)
-        h.send(200, body, ctype, {"Cache-Control": "max-age=86400"})
-
-    def _fault_image(self, h: _Handler, path: str) -> None:
-        parts = path.strip("/").split("/")
-        fault = parts[1] if len(parts) > 1 else ""
-        if self.image_latency:
-            time.sleep(self.image_latency)
-        if fault == "html":
-            return h.send(200, sc.HTML, "image/jpeg")  # lies about its type, as hotlink guards do
-        if fault == "svg":
-            return h.send(200, sc.SVG, "image/svg+xml")
-        if fault == "huge":
-            return h.send(200, sc.huge_png(), "image/png")
-        if fault == "megapixel":
-            return h.send(200, sc.megapixel_png(), "image/png")
-        if fault == "broken":
-            return h.send(404, b"gone", "text/plain")
-        if fault == "truncated":
-            body, _ = corpus.image_bytes(unquote(parts[2]) if len(parts) > 2 else "x", 0, None, (128, 128))
-            return h.send(200, body[: len(body) // 2], "image/jpeg")
-        if fault == "trickle":
-            body, _ = corpus.image_bytes("trickle", 0, None, (64, 64))
-            return h.trickle(body, "image/jpeg", float(self._opt("trickle", "interval", 1.0)), self._closing)
-        if fault == "stall":
-            self._closing.wait(120)
-            h.close_connection = True
-            return
-        if fault == "private_redirect":
-            target = self._opt("private_redirect", "target", "http://169.254.169.254/latest/meta-data/")
-            return h.send(302, b"", "text/plain", {"Location": target})
-        if fault == "image_rate_limit":
-            ra = str(self._opt("image_rate_limit", "retry_after", 3600))
-            return h.send(429, b"slow down", "text/plain", {"Retry-After": ra})
-        if fault == "oversize":
-            # no Content-Length: the client must cap the stream itself
-            h.send_response(200)
-            h.send_header("Content-Type", "image/jpeg")
-            h.send_header("Connection", "close")
-            h.end_headers()
-            h.close_connection = True
-            chunk = b"\xff" * 65536
-            for _ in range(21 * 1024 * 1024 // len(chunk) + 16):
-                if self._closing.is_set():
-                    break
-                h.wfile.write(chunk)
-            return
-        h.send(404, b"not found", "text/plain")
-
 
 def _split_size(q: str) -> tuple[str, tuple[int, int] | None]:
     """``"red fox imagesize:640x480"`` → ``("red fox", (640, 480))``."""
