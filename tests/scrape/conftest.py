@@ -1,6 +1,11 @@
 """Fixtures for the scraping tests: a live loopback stub over real HTTP (no mocks)."""
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))  # the hostile-server helper beside the tests
+
 import pytest
 
 from workbench.scrape import SerpApiClient, SerpApiStub

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from workbench.scrape import Rejected, SerpApiStub, decode_image, load_manifest, load_rejects, scrape
-from workbench.scrape.stub import _HTML, _SVG, _huge_png
+from workbench.scrape.stub_content import HTML as _HTML, SVG as _SVG, huge_png as _huge_png
 
 
 def _png(mode: str) -> bytes:
@@ -103,7 +103,7 @@ def test_dataset_layout_manifest_and_imagefolder(tmp_path, stub, runlog):
 ])
 def test_bad_images_are_rejected_with_their_reason(tmp_path, stub, runlog, fault, reason):
     stub.set_fault(fault)
-    res = _scrape(tmp_path / "ds", stub, runlog, queries=["red fox"], limit=20)
+    res = _scrape(tmp_path / "ds", stub, runlog, queries=["red fox"], limit=20, thumbnail_fallback=False)
     assert res.rejects == {reason: 1}
     assert res.counts == {"red fox": 20}
     rej = load_rejects(tmp_path / "ds")
@@ -169,8 +169,8 @@ def test_resume_downloads_nothing_already_present(tmp_path, stub, runlog):
 
 def test_resume_after_a_partial_build_with_bad_urls(tmp_path, stub, runlog):
     stub.set_fault("html")
-    _scrape(tmp_path / "ds", stub, runlog, queries=["red fox"], limit=10)
-    again = _scrape(tmp_path / "ds", stub, runlog, queries=["red fox"], limit=20)
+    _scrape(tmp_path / "ds", stub, runlog, queries=["red fox"], limit=10, thumbnail_fallback=False)
+    again = _scrape(tmp_path / "ds", stub, runlog, queries=["red fox"], limit=20, thumbnail_fallback=False)
     # the HTML page is not fetched again: it is remembered as rejected for good
     assert again.rejects == {"known_bad": 1} and again.counts == {"red fox": 20}
     assert stub.count("fault") == 1
@@ -189,7 +189,7 @@ def test_resize_and_image_size(tmp_path, stub, runlog):
     assert res.counts == {"red fox": 5}
     assert {(r["original_width"], r["original_height"]) for r in rows} == {(120, 90)}
     assert {(r["width"], r["height"]) for r in rows} == {(60, 45)}
-    assert stub.requests[0]["params"]["q"] == "red fox imagesize:120x90"
+    assert [r for r in stub.requests if r["kind"] == "search"][0]["params"]["q"] == "red fox imagesize:120x90"
 
 
 def test_chips_in_manifest(tmp_path, stub, runlog):

@@ -32,7 +32,7 @@ def test_query_without_results_is_reported_and_others_continue(tmp_path, stub, r
     res = scrape(["red fox", "blue circles"], tmp_path / "ds", limit=5, base_url=stub.base_url, runlog=runlog,
                  log=lambda m: None, backoff=0.01)
     assert res.counts == {"red fox": 5, "blue circles": 5} and res.errors == {}
-    stub.set_fault("empty", times=3)  # the first query's search and its retries
+    stub.set_fault("empty", times=1)  # the first query's search (an answer: not retried)
     res = scrape(["green stars", "blue circles"], tmp_path / "ds2", limit=5, base_url=stub.base_url, runlog=runlog,
                  log=lambda m: None, backoff=0.01, retries=2)
     assert "hasn't returned any results" in res.errors["green stars"]
@@ -64,7 +64,12 @@ def test_uses_the_real_api_path_when_a_key_is_set(tmp_path, stub, runlog, monkey
     ({"workers": 0}, r"workers: 0"),
     ({"labels": ["a", "b"]}, r"labels: 2 labels for 1 queries"),
     ({"size": "huge"}, r"size: 'huge' is not an image size"),
-    ({"params": {"colour": "red"}}, r"params: unknown SerpApi parameter\(s\) 'colour'; allowed: .*image_color"),
+    ({"params": {"colour": "red"}}, r"params.colour: unknown parameter.*allowed: .*image_color"),
+    ({"params": {"lr": "lang_en"}}, r"params.lr: not a Google Images parameter"),
+    ({"params": {"location": "Austin", "uule": "w+CAIQICI"}}, r"'location' and 'uule' cannot be used together"),
+    ({"pages": 101}, r"pages: 101 is not allowed; expected an integer >= 1 and <= 100"),
+    ({"near_duplicates": "merge"}, r"near_duplicates: 'merge' is not allowed; expected one of drop, keep, off"),
+    ({"download_deadline": 0}, r"download_deadline: 0 is not allowed; expected a positive number of seconds"),
     ({"chips": ""}, r"chips: '' is not a suggested-search name"),
     ({"resize": 0}, r"resize: 0 is not allowed; expected None, a longest side"),
     ({"resize": (64, "x")}, r"resize: \(64, 'x'\) is not allowed"),

@@ -1,91 +1,82 @@
 """A SerpApi-compatible loopback server for offline work and tests.
 
-``SerpApiStub`` serves ``engine=google_images`` searches in SerpApi's schema
-(``search_metadata``, ``search_parameters``, ``suggested_searches``, ``images_results``,
-``serpapi_pagination``) over the generated corpus of :mod:`workbench.scrape.corpus`,
-and the images themselves, from one stdlib ``ThreadingHTTPServer`` on a free port of
-127.0.0.1. Fault switches reproduce what the real service and the web do to a scraper:
+``SerpApiStub`` serves ``engine=google_images`` searches in SerpApi's schema (the same
+shapes as the recorded fixtures; a contract test checks both against one schema), the
+Search Archive (``/searches/{id}.json``), the Account API (``/account.json``) and the
+images themselves, from one stdlib ``ThreadingHTTPServer`` on a free 127.0.0.1 port.
+Fault switches reproduce what the real service and the web do to a scraper:
 
-=============  ==========================================================================
-fault          effect
-=============  ==========================================================================
-auth           searches answer 401 ``{"error": "Invalid API key..."}``
-rate_limit     searches answer 429 (``times`` = how many before it recovers)
-server_error   searches answer 500
-empty          searches answer 200 with ``{"error": "Google Images hasn't returned any results..."}``
-slow           searches wait ``seconds`` (default 2) before answering
-html           result at ``FAULT_SLOTS["html"]`` serves an HTML error page as its "image"
-truncated      ... serves a JPEG cut in half
-huge           ... serves a PNG whose header claims 20000×20000 px (a decompression bomb)
-oversize       ... streams more than 20 MB without a Content-Length
-svg            ... serves an SVG document
-redirect       ... answers 302 to a real image (should be followed and accepted)
-duplicate      two results repeat position 1: one with the same URL, one with the same bytes
-=============  ==========================================================================
+================  =======================================================================
+switch            effect
+================  =======================================================================
+auth              searches answer 401 ``{"error": "Invalid API key..."}``
+rate_limit        searches answer a throughput 429 (``retry_after=`` sends ``Retry-After``)
+out_of_searches   searches answer 429 "Your account has run out of searches."
+server_error      searches answer 500
+empty             searches answer 200 with the "hasn't returned any results" error
+transient_error   searches answer 200 with a passing error ("... please try again.")
+slow              searches wait ``seconds`` (default 2)
+processing        searches answer "Processing"; the archive has them after ``seconds`` (0.3)
+malformed         answers break: ``shape=`` images_results_string | position_string |
+                  pagination_list | not_object
+trickle_search    search bodies arrive 1 byte per ``interval`` (default 1 s)
+stall_search      searches are accepted and never answered
+html, svg,        the result at ``stub_content.FAULT_SLOTS[name]`` is an HTML page, an SVG,
+truncated, huge,  half a JPEG, a PNG claiming 20000×20000 px, > 20 MB without a length,
+oversize
+redirect          ... a 302 to a real image (followed and accepted)
+trickle, stall    ... an image sent 1 byte per ``interval`` / never answered
+private_redirect  ... a 302 to ``target`` (default the cloud metadata address)
+image_rate_limit  ... a 429 with ``Retry-After: retry_after`` (default 3600)
+broken_original   ... a 404 original whose thumbnail works (the thumbnail fallback)
+megapixel         8 results are real 81-megapixel PNGs (236 KB each on the wire)
+bad_original      one result has no ``original``, one a ``file:`` URL
+key_in_urls       server-supplied links carry ``api_key=...``
+near_duplicates   resized / re-encoded / slightly cropped copies of other results on every
+                  page, and one stock photo under every query (``truth_of`` tells originals)
+products          every 5th result is a product (``is_product``, ``tag``); shopping results
+duplicate         two results repeat position 1: one with the same URL, one the same bytes
+================  =======================================================================
 
-``times`` (optional) limits a fault to its first N hits, then the stub behaves.
-The stub never logs request lines (they would hold the API key) and keeps its own
-request log in memory with ``api_key`` redacted.
+``times`` (optional) limits a fault to its first N hits. ``async=true`` searches are always
+answered "Processing" and completed through the archive. ``searches_left=N`` makes the
+account run out after N searches. The stub never logs request lines (they would hold the
+API key) and keeps its own request log in memory with ``api_key`` redacted. Running stubs
+are listed by :func:`running_origins`: the downloader's address guard lets exactly those
+loopback origins through.
 """
 from __future__ import annotations
 
-import hashlib
 import json
-import struct
 import threading
 import time
-import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, quote, quote_plus, unquote, urlencode, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
-from . import corpus
-from .client import PAGE_SIZE, parse_size
+from . import stub_content as sc
+from .client import parse_size
+from .stub_content import INVALID_KEY, NO_RESULTS, chip_name, chips_string, truth_of  # noqa: F401 (re-exported)
+from .stub_images import ImageRoutes
 
-#: Every fault switch and what it needs.
-FAULTS = ("auth", "rate_limit", "server_error", "empty", "slow", "html", "truncated", "huge", "oversize",
-          "svg", "redirect", "duplicate")
-SEARCH_FAULTS = ("auth", "rate_limit", "server_error", "empty", "slow")
-#: Result positions (1-based, on every page) an image fault replaces.
-FAULT_SLOTS = {"html": 3, "truncated": 5, "huge": 7, "oversize": 9, "svg": 11, "redirect": 13}
-#: Positions that become duplicates of position 1 under the ``duplicate`` fault.
-DUPLICATE_URL_SLOT, DUPLICATE_CONTENT_SLOT = 15, 17
-NO_RESULTS = "Google Images hasn't returned any results for this query."
-INVALID_KEY = "Invalid API key. Your API key should be here: https://serpapi.com/manage-api-key"
-
-
-def _huge_png(width: int = 20000, height: int = 20000) -> bytes:
-    """A tiny PNG whose header claims ``width × height`` (Pillow refuses it as a bomb)."""
-    def chunk(tag: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    idat = zlib.compress(b"\x00" * 1024)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+FAULTS = ("auth", "rate_limit", "out_of_searches", "server_error", "empty", "transient_error", "slow", "processing", "malformed",
+          "trickle_search", "stall_search", "html", "truncated", "huge", "oversize", "svg", "redirect", "trickle",
+          "stall", "private_redirect", "image_rate_limit", "broken_original", "megapixel", "bad_original",
+          "key_in_urls", "near_duplicates", "products", "duplicate")
+SEARCH_FAULTS = ("auth", "rate_limit", "out_of_searches", "server_error", "empty", "transient_error", "slow",
+                 "processing", "malformed", "trickle_search", "stall_search")
+#: What the ``key_in_urls`` switch plants in server-supplied links.
+SERVER_KEY = "SERVER-SUPPLIED-KEY-0123"
+FAULT_SLOTS = sc.FAULT_SLOTS
+DUPLICATE_URL_SLOT, DUPLICATE_CONTENT_SLOT = sc.DUPLICATE_URL_SLOT, sc.DUPLICATE_CONTENT_SLOT
+_RUNNING: set[str] = set()
+_RUNNING_LOCK = threading.Lock()
 
 
-_SVG = (b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" width="64" height="64">'
-        b'<circle cx="32" cy="32" r="20" fill="red"/></svg>')
-_HTML = (b"<!doctype html><html><head><title>403 Forbidden</title></head><body><h1>Forbidden</h1>"
-         b"<p>Hotlinking is not allowed.</p></body></html>")
-
-
-def _chip_token(query: str, name: str) -> str:
-    return hashlib.sha1(f"{query}|{name}".encode()).hexdigest()[:12]
-
-
-def chips_string(query: str, name: str) -> str:
-    """SerpApi-style ``chips`` value for a suggested search (``q:...,online_chips:...``)."""
-    return f"q:{quote_plus(query)},online_chips:{quote_plus(name)}:{_chip_token(query, name)}"
-
-
-def chip_name(chips: str | None) -> str | None:
-    """The chip style named by a ``chips`` string, or ``None``."""
-    if not chips or "online_chips:" not in chips:
-        return None
-    part = chips.split("online_chips:", 1)[1].split(":", 1)[0]
-    name = unquote(part.replace("+", " "))
-    return name if name in corpus.CHIP_STYLES else None
+def running_origins() -> set[str]:
+    """Origins (``http://127.0.0.1:PORT``) of the stubs serving in this process."""
+    with _RUNNING_LOCK:
+        return set(_RUNNING)
 
 
 class _Server(ThreadingHTTPServer):
@@ -114,7 +105,6 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError, TimeoutError):
             self.close_connection = True
 
-    # -- helpers ---------------------------------------------------------------
     def send(self, status: int, body: bytes, ctype: str, headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
         self.send_header("Content-Type", ctype)
@@ -124,11 +114,24 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def send_json(self, status: int, obj: Any) -> None:
-        self.send(status, json.dumps(obj).encode(), "application/json; charset=utf-8")
+    def send_json(self, status: int, obj: Any, headers: dict[str, str] | None = None) -> None:
+        self.send(status, json.dumps(obj).encode(), "application/json; charset=utf-8", headers)
+
+    def trickle(self, body: bytes, ctype: str, interval: float, closing: threading.Event) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.flush()
+        for i in range(len(body)):
+            if closing.wait(interval):
+                break
+            self.wfile.write(body[i:i + 1])
+            self.wfile.flush()
+        self.close_connection = True
 
 
-class SerpApiStub:
+class SerpApiStub(ImageRoutes):
     """A loopback SerpApi for Google Images. Use as a context manager::
 
         with SerpApiStub() as stub:
@@ -136,26 +139,33 @@ class SerpApiStub:
 
     Args:
         results_per_query: images each query has (default 150: a full page and half another).
-        image_latency: seconds every image response waits (the benchmark's 50 ms).
+        image_latency: seconds every image response waits.
         search_latency: seconds every search waits.
         faults: ``{name: True | times}`` switched on from the start (see :data:`FAULTS`).
+        searches_left: the account's searches (``None``: plenty); each search spends one.
+        related: ``{query: [related searches]}`` (default: derived from the query's words).
         port: 0 picks a free port.
     """
 
     def __init__(self, *, results_per_query: int = 150, image_latency: float = 0.0, search_latency: float = 0.0,
-                 faults: dict[str, Any] | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
+                 faults: dict[str, Any] | None = None, searches_left: int | None = None,
+                 related: dict[str, list[str]] | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
         if results_per_query < 1:
             raise ValueError(f"results_per_query: {results_per_query!r} must be >= 1")
         self.results_per_query = int(results_per_query)
-        self.image_latency = float(image_latency)
-        self.search_latency = float(search_latency)
+        self.image_latency, self.search_latency = float(image_latency), float(search_latency)
+        self.searches_left = searches_left
+        self.related = dict(related or {})
         self.host, self.port = host, int(port)
         self._faults: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
         #: one dict per request: ``{"path", "kind", "params"}`` (``api_key`` redacted)
         self.requests: list[dict[str, Any]] = []
+        self.billed = 0
+        self._archive: dict[str, tuple[dict[str, str], float]] = {}
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self._closing = threading.Event()
         self._cache: dict[tuple, tuple[bytes, str]] = {}
         for name, v in (faults or {}).items():
             self.set_fault(name, times=None if v is True else int(v))
@@ -165,17 +175,23 @@ class SerpApiStub:
         """Bind the port and serve in a daemon thread."""
         if self._server is not None:
             return self
+        self._closing.clear()
         self._server = _Server((self.host, self.port), _Handler)
         self._server.stub = self
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
                                         name=f"serpapi-stub-{self.port}", daemon=True)
         self._thread.start()
+        with _RUNNING_LOCK:
+            _RUNNING.add(self.origin)
         return self
 
     def stop(self) -> None:
-        """Stop serving and release the port."""
+        """Stop serving and release the port (stalled and trickling answers end too)."""
+        self._closing.set()
         if self._server is not None:
+            with _RUNNING_LOCK:
+                _RUNNING.discard(self.origin)
             self._server.shutdown()
             self._server.server_close()
             self._server = None
@@ -204,11 +220,13 @@ class SerpApiStub:
 
     # -- faults --------------------------------------------------------------------
     def set_fault(self, name: str, times: int | None = None, **options: Any) -> None:
-        """Switch a fault on (``times``: only for its first N hits; ``seconds`` for ``slow``)."""
+        """Switch a fault on (``times``: only its first N hits; options as in the table above)."""
         if name not in FAULTS:
             raise ValueError(f"fault: {name!r} is not a fault switch; allowed: {', '.join(FAULTS)}")
         with self._lock:
             self._faults[name] = {"left": times, **options}
+        if name == "megapixel":
+            sc.megapixel_png()  # build the 81-MP body now, not while a client's deadline runs
 
     def clear_faults(self, *names: str) -> None:
         """Switch the named faults (default: all) off."""
@@ -233,13 +251,16 @@ class SerpApiStub:
                 f["left"] -= 1
             return dict(f)
 
-    def _on(self, name: str) -> bool:
+    def _on(self) -> set[str]:
         with self._lock:
-            f = self._faults.get(name)
-            return f is not None and (f["left"] is None or f["left"] > 0)
+            return {k for k, f in self._faults.items() if f["left"] is None or f["left"] > 0}
+
+    def _opt(self, name: str, key: str, default: Any) -> Any:
+        with self._lock:
+            return (self._faults.get(name) or {}).get(key, default)
 
     def count(self, kind: str = "search") -> int:
-        """How many requests of ``kind`` (``search``, ``image``, ``thumb``, ``fault``, ...) arrived."""
+        """How many requests of ``kind`` (``search``, ``img``, ``thumb``, ``fault``, ``near``, ...) arrived."""
         with self._lock:
             return sum(1 for r in self.requests if r["kind"] == kind)
 
@@ -249,15 +270,18 @@ class SerpApiStub:
         params = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
         path = parts.path
         kind = path.strip("/").split("/", 1)[0] or "root"
-        if kind == "search.json":
-            kind = "search"
+        kind = {"search.json": "search", "account.json": "account"}.get(kind, kind)
         shown = {k: ("***" if k == "api_key" else v) for k, v in params.items()}
         with self._lock:
             self.requests.append({"path": path, "kind": kind, "params": shown})
         if kind == "search":
             self._search(h, params)
-        elif kind in ("img", "thumb"):
-            self._image(h, path, thumb=kind == "thumb")
+        elif kind == "searches":
+            self._archived(h, path)
+        elif kind == "account":
+            self._account(h)
+        elif kind in ("img", "thumb", "near"):
+            self._image(h, path, kind)
         elif kind == "fault":
             self._fault_image(h, path)
         elif kind == "redirect":
@@ -273,12 +297,28 @@ class SerpApiStub:
         slow = self._hit("slow")
         if slow:
             time.sleep(float(slow.get("seconds", 2.0)))
+        if self._hit("stall_search"):
+            self._closing.wait(120)
+            h.close_connection = True
+            return
         if self._hit("auth"):
             return h.send_json(401, {"error": INVALID_KEY})
-        if self._hit("rate_limit"):
-            return h.send_json(429, {"error": "Your account has run out of searches."})
+        out = self._hit("out_of_searches")
+        with self._lock:
+            spent = self.searches_left is not None and self.billed >= self.searches_left
+            if not spent and not out:
+                self.billed += 1
+        if out or spent:
+            return h.send_json(429, {"error": sc.OUT_OF_SEARCHES})
+        rl = self._hit("rate_limit")
+        if rl:
+            hdrs = {"Retry-After": str(rl["retry_after"])} if "retry_after" in rl else None
+            return h.send_json(429, {"error": rl.get("message", sc.THROUGHPUT)}, hdrs)
         if self._hit("server_error"):
             return h.send_json(500, {"error": "Internal server error; please retry."})
+        if self._hit("transient_error"):
+            return h.send_json(200, {"search_metadata": {"id": "transient", "status": "Error"},
+                                     "error": "Something went wrong on our side, please try again."})
         if p.get("engine") != "google_images":
             return h.send_json(400, {"error": f"Unsupported `{p.get('engine')}` search engine."})
         q = (p.get("q") or "").strip()
@@ -288,150 +328,67 @@ class SerpApiStub:
             page = int(p.get("ijn") or 0)
         except ValueError:
             return h.send_json(400, {"error": f"Invalid `ijn` parameter: {p.get('ijn')}"})
-        if self._hit("empty"):
-            return h.send_json(200, {"search_metadata": {"status": "Success"}, "error": NO_RESULTS})
         chips = p.get("chips") or None
-        style = chip_name(chips)
-        if chips and style is None:
+        if chips and chip_name(chips) is None:
             return h.send_json(400, {"error": "Invalid `chips` parameter."})
-        start, stop = page * PAGE_SIZE, min((page + 1) * PAGE_SIZE, self.results_per_query)
-        if start >= stop:
-            return h.send_json(200, {"search_metadata": {"status": "Success"}, "error": NO_RESULTS})
-        base_q, size = _split_size(q)
-        h.send_json(200, self._response(q, base_q, size, style, chips, page, start, stop, p))
-
-    def _response(self, q: str, base_q: str, size: tuple[int, int] | None, style: str | None,
-                  chips: str | None, page: int, start: int, stop: int, p: dict[str, str]) -> dict[str, Any]:
-        sid = hashlib.sha1(f"{q}|{chips}|{page}".encode()).hexdigest()[:24]
-        qq = quote(base_q, safe="")
-        ss = quote(style or "-", safe="")
-        sz = f"{size[0]}x{size[1]}" if size else "auto"
-        results = []
-        for i in range(start, stop):
-            pos = i - start + 1
-            fmt = corpus.image_format(i)
-            ext = "png" if fmt.startswith("png") else "jpg"
-            w, h = size or corpus.default_size(base_q, i)
-            original = f"{self.origin}/img/{qq}/{ss}/{sz}/{i}.{ext}"
-            if self._on("duplicate") and pos in (DUPLICATE_URL_SLOT, DUPLICATE_CONTENT_SLOT):
-                j = start  # position 1's image
-                fmt0 = corpus.image_format(j)
-                ext0 = "png" if fmt0.startswith("png") else "jpg"
-                original = f"{self.origin}/img/{qq}/{ss}/{sz}/{j}.{ext0}"
-                if pos == DUPLICATE_CONTENT_SLOT:
-                    original += "?copy=1"  # same bytes, another URL
-                w, h = size or corpus.default_size(base_q, j)
-            for fault, slot in FAULT_SLOTS.items():
-                if pos == slot and self._on(fault):
-                    if fault == "redirect":
-                        original = f"{self.origin}/redirect/img/{qq}/{ss}/{sz}/{i}.{ext}"
-                    else:
-                        original = f"{self.origin}/fault/{fault}/{qq}/{i}.jpg"
-            results.append({
-                "position": pos,
-                "thumbnail": f"{self.origin}/thumb/{qq}/{ss}/{sz}/{i}.jpg",
-                "related_content_id": hashlib.sha1(f"{q}|{i}".encode()).hexdigest()[:16],
-                "serpapi_related_content_link": f"{self.origin}/search.json?engine=google_images_related_content"
-                                                f"&related_content_id={i}",
-                "source": f"stub-source-{i % 7}.example",
-                "source_logo": f"{self.origin}/thumb/logo/{i % 7}.png",
-                "title": f"{base_q}{' (' + style + ')' if style else ''} #{i}",
-                "link": f"{self.origin}/page/{qq}/{i}",
-                "original": original,
-                "original_width": w,
-                "original_height": h,
-                "is_product": False,
-            })
-        suggested = [{
-            "name": name,
-            "link": f"https://www.google.com/search?q={quote_plus(q)}&tbm=isch&chips={quote_plus(chips_string(base_q, name))}",
-            "chips": chips_string(base_q, name),
-            "serpapi_link": f"{self.base_url}?" + urlencode({"engine": "google_images", "q": q,
-                                                             "chips": chips_string(base_q, name)}),
-            "thumbnail": f"{self.origin}/thumb/{qq}/{quote(name, safe='')}/auto/0.jpg",
-        } for name in corpus.CHIP_STYLES]
-        params_echo = {"engine": "google_images", "q": q, "ijn": str(page)}
-        for k in ("google_domain", "gl", "hl", "chips", "safe", "imgsz", "tbs", "image_type", "image_color",
-                  "licenses", "no_cache"):
-            if p.get(k):
-                params_echo[k] = p[k]
-        nxt = {k: v for k, v in params_echo.items()}
-        nxt["ijn"] = str(page + 1)
-        pagination = {"current": page}
-        if stop < self.results_per_query:
-            pagination["next"] = f"{self.base_url}?" + urlencode(nxt)
-        now = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
-        return {
-            "search_metadata": {
-                "id": sid, "status": "Success", "json_endpoint": f"{self.origin}/searches/{sid}.json",
-                "created_at": now, "processed_at": now,
-                "google_images_url": f"https://www.google.com/search?q={quote_plus(q)}&tbm=isch&ijn={page}",
-                "raw_html_file": f"{self.origin}/searches/{sid}.html", "total_time_taken": 0.01,
-            },
-            "search_parameters": params_echo,
-            "suggested_searches": suggested if page == 0 else [],
-            "images_results": results,
-            "serpapi_pagination": pagination,
-        }
-
-    def _image_bytes(self, base_q: str, style: str | None, size: tuple[int, int] | None, i: int) -> tuple[bytes, str]:
-        key = (base_q, style, size, i)
-        with self._lock:
-            hit = self._cache.get(key)
-        if hit is None:
-            hit = corpus.image_bytes(base_q, i, style, size)
+        sid = sc.search_id(q, chips, page)
+        processing = self._hit("processing")
+        if p.get("async") == "true" or processing:
+            delay = float((processing or {}).get("seconds", 0.3))
             with self._lock:
-                if len(self._cache) > 4096:
-                    self._cache.clear()
-                self._cache[key] = hit
-        return hit
+                self._archive[sid] = (dict(p), time.monotonic() + delay)
+            return h.send_json(200, {"search_metadata": sc.metadata(self.origin, sid, q, page, "Processing"),
+                                     "search_parameters": {"engine": "google_images", "q": q}})
+        with self._lock:
+            self._archive[sid] = (dict(p), 0.0)
+        self._answer(h, p)
 
-    def _image(self, h: _Handler, path: str, thumb: bool) -> None:
-        if self.image_latency:
-            time.sleep(self.image_latency)
-        parts = path.strip("/").split("/")
-        try:
-            _, qq, ss, sz, name = parts
-            i = int(name.split(".")[0])
-            base_q = unquote(qq)
-            style = None if unquote(ss) == "-" else unquote(ss)
-            size = None if sz == "auto" else parse_size(sz)
-        except (ValueError, TypeError):
-            return h.send(404, b"not found", "text/plain")
-        if thumb:
-            img = corpus.render(base_q, i, style, (48, 48))
-            body, ctype = corpus.encode(img, "jpeg")
-        else:
-            body, ctype = self._image_bytes(base_q, style, size, i)
-        h.send(200, body, ctype, {"Cache-Control": "max-age=86400"})
+    def _answer(self, h: _Handler, p: dict[str, str]) -> None:
+        q, page, chips = p["q"].strip(), int(p.get("ijn") or 0), p.get("chips") or None
+        if self._hit("empty"):
+            return h.send_json(200, {"search_metadata": sc.metadata(self.origin, sc.search_id(q, chips, page), q,
+                                                                     page), "error": NO_RESULTS})
+        start, stop = sc.page_bounds(page, self.results_per_query)
+        if start >= stop:
+            return h.send_json(200, {"search_metadata": sc.metadata(self.origin, sc.search_id(q, chips, page), q,
+                                                                     page), "error": NO_RESULTS})
+        base_q, size = _split_size(q)
+        on = self._on()
+        marker = SERVER_KEY if "key_in_urls" in on else ""
+        related = self.related.get(base_q) or sc.related_for(base_q)
+        data = sc.search_answer(self.origin, self.base_url, q, base_q, size, chip_name(chips), chips, page, start,
+                                stop, self.results_per_query, p, on, related, marker)
+        bad = self._hit("malformed")
+        if bad:
+            data = sc.malform(data, str(bad.get("shape", "images_results_string")))
+        trickle = self._hit("trickle_search")
+        if trickle:
+            return h.trickle(json.dumps(data).encode(), "application/json", float(trickle.get("interval", 1.0)),
+                             self._closing)
+        h.send_json(200, data)
 
-    def _fault_image(self, h: _Handler, path: str) -> None:
-        parts = path.strip("/").split("/")
-        fault = parts[1] if len(parts) > 1 else ""
-        if self.image_latency:
-            time.sleep(self.image_latency)
-        if fault == "html":
-            return h.send(200, _HTML, "image/jpeg")  # lies about its type, as hotlink guards do
-        if fault == "svg":
-            return h.send(200, _SVG, "image/svg+xml")
-        if fault == "huge":
-            return h.send(200, _huge_png(), "image/png")
-        if fault == "truncated":
-            body, _ = corpus.image_bytes(unquote(parts[2]) if len(parts) > 2 else "x", 0, None, (128, 128))
-            return h.send(200, body[: len(body) // 2], "image/jpeg")
-        if fault == "oversize":
-            # no Content-Length: the client must cap the stream itself
-            h.send_response(200)
-            h.send_header("Content-Type", "image/jpeg")
-            h.send_header("Connection", "close")
-            h.end_headers()
-            h.close_connection = True
-            chunk = b"\xff" * 65536
-            for _ in range(21 * 1024 * 1024 // len(chunk) + 16):
-                h.wfile.write(chunk)
-            return
-        h.send(404, b"not found", "text/plain")
+    def _archived(self, h: _Handler, path: str) -> None:
+        sid = path.strip("/").split("/", 1)[-1].removesuffix(".json")
+        with self._lock:
+            entry = self._archive.get(sid)
+        if entry is None:
+            return h.send_json(404, {"error": "Couldn't find the search with the given id."})
+        p, ready = entry
+        q, page = p.get("q", ""), int(p.get("ijn") or 0)
+        if time.monotonic() < ready:
+            return h.send_json(200, {"search_metadata": sc.metadata(self.origin, sid, q, page, "Processing"),
+                                     "search_parameters": {"engine": "google_images", "q": q}})
+        self._answer(h, {k: v for k, v in p.items() if k != "async"})
 
+    def _account(self, h: _Handler) -> None:
+        with self._lock:
+            used, total = self.billed, self.searches_left
+        left = max(0, total - used) if total is not None else 1_000_000
+        h.send_json(200, {"account_id": "stub-account", "plan_id": "stub", "plan_name": "Offline stub", "plan_monthly_price": 0.0,
+                          "searches_per_month": total if total is not None else 1_000_000,
+                          "plan_searches_left": left, "extra_credits": 0, "total_searches_left": left,
+                          "this_month_usage": used, "last_hour_searches": used,
+                          "account_rate_limit_per_hour": 1_000_000})
 
 def _split_size(q: str) -> tuple[str, tuple[int, int] | None]:
     """``"red fox imagesize:640x480"`` → ``("red fox", (640, 480))``."""

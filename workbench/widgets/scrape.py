@@ -3,7 +3,9 @@
 All work happens in :func:`workbench.scrape.scrape` on a background thread; the
 thread only assigns widget ``.value``s (ipykernel 7 routes a thread's *printed*
 output elsewhere, while widget state syncs from any thread), so bars move while
-the kernel stays free. Tests drive it with ``panel.start.click()`` and ``panel.wait()``.
+the kernel stays free. **Plan** shows the searches a build would spend (a dry run);
+after a build, the queries' related searches are offered as **related labels** to add.
+Tests drive it with ``panel.start.click()`` and ``panel.wait()``.
 """
 from __future__ import annotations
 
@@ -38,6 +40,14 @@ def parse_queries(text: str) -> tuple[list[str], list[str]]:
     return queries, labels
 
 
+def add_labels(text: str, labels: list[str]) -> str:
+    """``text`` (one query per line) with ``labels`` appended, skipping ones already there."""
+    have = {q.casefold() for q in parse_queries(text)[0]} if text.strip() else set()
+    lines = [text.rstrip("\n")] if text.strip() else []
+    lines += [lab for lab in labels if lab.strip() and lab.casefold() not in have]
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
 class ScrapePanel:
     """Queries/labels, pages, limit, image size, chips, Start; a bar per label and overall.
 
@@ -64,7 +74,12 @@ class ScrapePanel:
         self.chips = W.Text(value=chips, description="Chips name", placeholder="e.g. outline", style=style)
         self.start = W.Button(description="Start", button_style="primary", icon="download")
         self.stop = W.Button(description="Stop", button_style="warning", icon="stop", disabled=True,
-                             tooltip="keep what is downloaded, start nothing new (Start again resumes)")
+                             tooltip="abandon what is in flight, keep what is downloaded (Start again resumes)")
+        self.plan = W.Button(description="Plan", icon="list", tooltip="show the searches a build would spend")
+        self.related = W.SelectMultiple(options=[], description="Related labels", style=style, rows=4,
+                                        layout=W.Layout(width="520px", display="none"))
+        self.add_related = W.Button(description="Add to queries", icon="plus", disabled=True,
+                                    layout=W.Layout(display="none"))
         self.status = W.HTML(value="")
         self.overall = W.IntProgress(value=0, min=0, max=1, description="Overall", style=style,
                                      layout=W.Layout(width="420px"))
@@ -75,8 +90,8 @@ class ScrapePanel:
         self.preview = W.Image(format="png", layout=W.Layout(max_width="760px", display="none"))
         self.widget = W.VBox([
             self.queries, self.out, W.HBox([self.pages, self.limit]), W.HBox([self.size, self.chips]),
-            W.HBox([self.start, self.stop]), self.status, W.HBox([self.overall, self.overall_text]),
-            self.bars_box, self.preview])
+            W.HBox([self.start, self.stop, self.plan]), self.status, W.HBox([self.overall, self.overall_text]),
+            self.bars_box, self.preview, W.HBox([self.related, self.add_related])])
         self.thread: threading.Thread | None = None
         self.result: Any = None
         self.error: BaseException | None = None
@@ -86,6 +101,9 @@ class ScrapePanel:
         self._ui_lock = threading.Lock()  # progress arrives from several download threads at once
         self.start.on_click(self._on_start)
         self.stop.on_click(self._on_stop)
+        self.plan.on_click(self._on_plan)
+        self.add_related.on_click(self._on_add_related)
+        self.related.observe(lambda ch: setattr(self.add_related, "disabled", not ch["new"]), names="value")
 
     # -- display ------------------------------------------------------------------
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
@@ -96,9 +114,8 @@ class ScrapePanel:
         colour = "#b00020" if error else "inherit"
         self.status.value = f'<span style="color:{colour}">{html.escape(text)}</span>'
 
-    def _on_start(self, _btn: Any = None) -> None:
-        if self.thread is not None and self.thread.is_alive():
-            return
+    def _inputs(self) -> tuple[list[str], list[str]] | None:
+        """Queries and labels from the boxes, or None after showing what is wrong."""
         try:
             queries, labels = parse_queries(self.queries.value)
             from ..scrape.client import parse_size
@@ -106,7 +123,36 @@ class ScrapePanel:
             parse_size(self.size.value.strip() or None)  # fail here, in the UI, not in the thread
         except ValueError as exc:
             self._set_status(str(exc), error=True)
+            return None
+        return queries, labels
+
+    def _on_plan(self, _btn: Any = None) -> None:
+        got = self._inputs()
+        if got is None:
             return
+        from ..scrape import scrape
+
+        kwargs = {k: v for k, v in self.scrape_kwargs.items() if k not in ("runlog", "progress", "log")}
+        try:
+            plan = scrape(got[0], self.out.value, labels=got[1], pages=int(self.pages.value),
+                          limit=int(self.limit.value) or None, size=self.size.value.strip() or None,
+                          chips=self.chips.value.strip() or None, dry_run=True, log=lambda m: None, **kwargs)
+        except Exception as exc:  # shown, like a build's error
+            self._set_status(f"{type(exc).__name__}: {exc}", error=True)
+            return
+        self._set_status(plan.summary().splitlines()[0])
+
+    def _on_add_related(self, _btn: Any = None) -> None:
+        self.queries.value = add_labels(self.queries.value, list(self.related.value))
+        self.related.value = ()
+
+    def _on_start(self, _btn: Any = None) -> None:
+        if self.thread is not None and self.thread.is_alive():
+            return
+        got = self._inputs()
+        if got is None:
+            return
+        queries, labels = got
         self.bars.clear()
         rows = []
         for label in dict.fromkeys(labels):
@@ -141,6 +187,10 @@ class ScrapePanel:
             if self.result.total:
                 self.preview.value = self._preview_png()
                 self.preview.layout.display = None
+            related = self.result.related_labels
+            self.related.options = related
+            shown = None if related else "none"
+            self.related.layout.display = self.add_related.layout.display = shown
         except BaseException as exc:  # shown in the panel; the thread has nobody to raise to
             self.error = exc
             self._set_status(f"{type(exc).__name__}: {exc}", error=True)
@@ -151,7 +201,7 @@ class ScrapePanel:
     def _on_stop(self, _btn: Any = None) -> None:
         self._stop_event.set()
         self.stop.disabled = True
-        self._set_status("stopping: finishing the downloads in flight …")
+        self._set_status("stopping: abandoning the downloads in flight …")
 
     def _on_progress(self, p: Any) -> None:
         with self._ui_lock:
