@@ -6,9 +6,15 @@ import os
 import numpy as np
 import pytest
 
-from training_support import fast_command
-from workbench.config import ConfigError
+from training_support import fast_command as _fast_command
+from workbench.commands import parse
+from workbench.registry import ConfigError
 from workbench.data.imagefolder import ImageFolderDataModule, load_image, stratified_split
+
+
+def fast_command(**over):
+    """The fast command, parsed: a DataModule takes a checked command."""
+    return parse(_fast_command(**over))
 
 
 def test_split_is_stratified_seeded_and_disjoint(shapes_dir):
@@ -66,7 +72,7 @@ def test_cache_decodes_each_image_once_and_persists(shapes_dir, monkeypatch):
 def test_pil_ops_and_grayscale(shapes_dir):
     arr = load_image(shapes_dir / "circle" / "0000.png", 1, (12, 16), [])
     assert arr.shape == (1, 12, 16) and arr.dtype == np.uint8
-    from workbench.config import Component
+    from workbench.registry import Component
 
     flipped = load_image(shapes_dir / "circle" / "0000.png", 3, (24, 24), [Component("mirror")])
     plain = load_image(shapes_dir / "circle" / "0000.png", 3, (24, 24), [])
@@ -92,12 +98,12 @@ def test_label_map_merges_and_renames_classes(shapes_dir):
         ImageFolderDataModule(shapes_dir, fast_command(label_map={"circel": "round"}))
     assert ei.value.path == "label_map.circel" and ei.value.suggestions == ["circle"]
     with pytest.raises(ConfigError, match="^label_map: expected an object"):
-        ImageFolderDataModule(shapes_dir, fast_command(label_map={"circle": 3}))
+        fast_command(label_map={"circle": 3})
 
 
 def test_dataloader_workers_share_the_filled_cache(shapes_dir, runlog):
     from workbench import jobs
 
-    res = jobs.train(fast_command(name="workers", epochs=2, num_workers=1), data=shapes_dir, log=runlog,
+    res = jobs.train(_fast_command(name="workers", epochs=2, num_workers=1), data=shapes_dir, log=runlog,
                      progress=False)
     assert res["status"] == "trained" and res["summary"]["steps"] == 8
