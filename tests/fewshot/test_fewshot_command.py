@@ -8,7 +8,7 @@ import threading
 import pytest
 import torch
 
-from workbench.learners.fewshot import (FewShotCommand, adapt, evaluate, mean_ci95, parse_command,
+from workbench.fewshot import (FewShotCommand, adapt, evaluate, mean_ci95, parse_command,
                                         train_from_command)
 
 ALPHABETS = ["Latin", "Greek", "Cyrillic", "Armenian"]

@@ -107,3 +107,51 @@ def test_dataloader_workers_share_the_filled_cache(shapes_dir, runlog):
     res = jobs.train(_fast_command(name="workers", epochs=2, num_workers=1), data=shapes_dir, log=runlog,
                      progress=False)
     assert res["status"] == "trained" and res["summary"]["steps"] == 8
+
+
+def _manifest(root, groups):
+    """Write ROOT/manifest.jsonl as the scraper does, with dup_group on the planted rows."""
+    import json
+
+    rows = []
+    for c in sorted(p.name for p in root.iterdir() if p.is_dir()):
+        for f in sorted((root / c).iterdir()):
+            rel = f"{c}/{f.name}"
+            row = {"path": rel, "label": c}
+            if rel in groups:
+                row["dup_group"] = groups[rel]
+            rows.append(row)
+    (root / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_near_duplicate_groups_stay_on_one_side_of_the_split(shapes_dir, tmp_path):
+    import shutil
+
+    from workbench import training
+    from workbench.data.folders import read_groups
+
+    root = tmp_path / "scraped"
+    shutil.copytree(shapes_dir, root)
+    assert read_groups(root) == {}  # no manifest, no groups
+    planted = {}
+    for c in ("circle", "square", "triangle", "cross"):
+        for g in range(4):  # four groups of three near-duplicates per class
+            for i in range(3):
+                planted[f"{c}/{3 * g + i:04d}.png"] = f"{c}-{g}"
+    planted["circle/0020.png"] = planted["square/0020.png"] = "across"  # one image under two labels
+    _manifest(root, planted)
+    assert read_groups(root) == planted
+    for seed in range(5):
+        dm = ImageFolderDataModule(root, fast_command(seed=seed, split={"train": 0.5, "val": 0.25, "test": 0.25}))
+        part_of = {dm.samples[i][0]: part for part, idx in dm.split.items() for i in idx}
+        for group in set(planted.values()):
+            parts = {part_of[f] for f, g in planted.items() if g == group}
+            assert len(parts) == 1, (seed, group, parts)
+        assert all(len(dm.split[p]) > 0 for p in ("train", "val", "test"))
+    samples = ImageFolderDataModule(shapes_dir, fast_command()).samples
+    singletons = {rel: f"g{i}" for i, (rel, _) in enumerate(samples)}
+    fr = {"train": 0.5, "val": 0.25, "test": 0.25}
+    assert stratified_split(samples, fr, 3, singletons) == stratified_split(samples, fr, 3)  # groups of one: as before
+    info = training.prepare(_fast_command(), root).dataset
+    assert info["dup_groups"] == {"source": "manifest.jsonl", "groups": 17, "images": 50, "kept_together": True}
+    assert "dup_groups" not in training.prepare(_fast_command(), shapes_dir).dataset

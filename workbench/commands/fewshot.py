@@ -165,7 +165,7 @@ def _check_optimizer(c: Component) -> Component:
 class FewShotCommand(Command):
     """A validated few-shot training command (``from_dict`` / ``to_dict`` round-trip through JSON)."""
 
-    recipe = "workbench.learners.fewshot_data:EpisodeRecipe"
+    recipe = "workbench.learners.episode_recipe:EpisodeRecipe"
 
     kind: Annotated[Literal[KINDS], choice(KINDS)] = "maml"  # type: ignore[valid-type]
     seed: at_least(0) = 0  # type: ignore[valid-type]

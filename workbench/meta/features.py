@@ -66,6 +66,29 @@ def _sample(files: list[Path], k: int) -> list[Path]:
     return [files[int(i * step)] for i in range(k)]
 
 
+def _read_sample(classes: Mapping[str, list[Path]], per_class: int) -> tuple[list, list, list, list, list]:
+    """Sizes, grayscale flags, 32×32 RGB arrays in [0, 1] and labels of up to ``per_class`` images a class."""
+    import numpy as np
+    from PIL import Image
+
+    widths, heights, gray, arrays, labels = [], [], [], [], []
+    for ci, files in enumerate(classes.values()):
+        for f in _sample(files, per_class):
+            try:
+                with Image.open(f) as im:
+                    size = im.size
+                    chw = folders.load_image(im, 3, (EMBED_SIDE, EMBED_SIDE))
+            except (OSError, ValueError):
+                continue  # unreadable file: a dataset problem, not a meta-feature
+            widths.append(size[0])
+            heights.append(size[1])
+            a = chw.transpose(1, 2, 0).astype(np.float32) / 255.0
+            gray.append(float(np.abs(a[..., 0] - a[..., 1]).max() < 0.02 and np.abs(a[..., 1] - a[..., 2]).max() < 0.02))
+            arrays.append(a)
+            labels.append(ci)
+    return widths, heights, gray, arrays, labels
+
+
 def _default_backbone():
     from .. import runtime
     from ..nets.backbones import conv4
@@ -88,7 +111,6 @@ def task_features(root: str | os.PathLike, per_class: int = 20, backbone: Callab
     """
     import numpy as np
     import torch
-    from PIL import Image
 
     root = Path(root).expanduser().resolve()
     classes = list_image_folder(root)
@@ -101,21 +123,7 @@ def task_features(root: str | os.PathLike, per_class: int = 20, backbone: Callab
         except (OSError, json.JSONDecodeError):
             pass  # rebuilt below
     counts = np.array([len(f) for f in classes.values()], dtype=float)
-    widths, heights, gray, arrays, labels = [], [], [], [], []
-    for ci, files in enumerate(classes.values()):
-        for f in _sample(files, per_class):
-            try:
-                with Image.open(f) as im:
-                    size = im.size
-                    chw = folders.load_image(im, 3, (EMBED_SIDE, EMBED_SIDE))
-            except (OSError, ValueError):
-                continue  # unreadable file: a dataset problem, not a meta-feature
-            widths.append(size[0])
-            heights.append(size[1])
-            a = chw.transpose(1, 2, 0).astype(np.float32) / 255.0
-            gray.append(float(np.abs(a[..., 0] - a[..., 1]).max() < 0.02 and np.abs(a[..., 1] - a[..., 2]).max() < 0.02))
-            arrays.append(a)
-            labels.append(ci)
+    widths, heights, gray, arrays, labels = _read_sample(classes, per_class)
     if len(arrays) < 4:
         raise ValueError(f"dataset folder {str(root)!r}: only {len(arrays)} readable images")
     x = np.stack(arrays)  # N, H, W, 3

@@ -138,7 +138,7 @@ class TrainPanel:
                 self.message.value = f"live update failed: {_esc(str(exc))}"
             if done:
                 break
-            self.job._done.wait(self.poll_s)
+            self.job.wait(self.poll_s)  # returns early when the job ends
         self._finished()
 
     def refresh(self, seen: int = -1) -> int:

@@ -6,8 +6,8 @@
 
 These are conveniences over the one runner (:mod:`workbench.training`), which trains and tests
 every kind of command the same way: the command language is :mod:`workbench.commands.fewshot`,
-the data and the recipe :mod:`.fewshot_data`, testing :mod:`.fewshot_eval`, adaptation
-:mod:`.adapt`.
+the data :mod:`workbench.learners.fewshot_data`, the recipe :mod:`workbench.learners.episode_recipe`,
+testing :mod:`workbench.learners.fewshot_eval`, adaptation :mod:`workbench.learners.adapt`.
 """
 from __future__ import annotations
 
@@ -15,12 +15,13 @@ import threading
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ..commands import FewShotCommand, command_dict, parse
-from ..commands.fewshot import KINDS
-from ..registry import ConfigError
-from .adapt import FewShotClassifier, adapt, to_tensor_batch
-from .fewshot_data import build_source, make_splits
-from .fewshot_eval import mean_ci95
+from .commands import FewShotCommand, command_dict, parse
+from .commands.fewshot import KINDS
+from .learners.adapt import FewShotClassifier, adapt, to_tensor_batch
+from .learners.fewshot_data import build_source, make_splits
+from .learners.fewshot_eval import mean_ci95
+from .registry import ConfigError
+from .training import StopFlag, run_test, run_training
 
 __all__ = ["FewShotCommand", "parse_command", "train_from_command", "evaluate", "adapt", "FewShotClassifier",
            "to_tensor_batch", "mean_ci95", "build_source", "make_splits", "KINDS"]
@@ -44,8 +45,6 @@ def train_from_command(command: Mapping[str, Any] | FewShotCommand | str | Path,
     the next step (the run ends ``stopped`` with its weights saved). With ``test_episodes > 0``
     the run is tested right after training and ends ``completed``.
     """
-    from ..training import StopFlag, run_training
-
     stop = StopFlag(event=stop_event) if stop_event is not None else None
     return run_training(parse_command(command), data, log=log, run=run, stop=stop, callbacks=callbacks,
                         progress=progress)["run_id"]
@@ -61,8 +60,6 @@ def evaluate(run_ref: str, episodes: int = 600, n_way: int | None = None, k_shot
     ``fewshot_eval["<split>_<N>way<K>shot"]`` (see :mod:`.fewshot_eval`). ``device``: the
     accelerator to test on (default: the command's).
     """
-    from ..training import run_test
-
     res = run_test(run_ref, data, log=log, record=store, episodes=episodes, n_way=n_way, k_shot=k_shot,
                    q_query=q_query, split=split, seed=seed, accelerator=device)
     return res["details"]
