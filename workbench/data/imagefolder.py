@@ -202,11 +202,11 @@ class ImageSet(Dataset):
         return len(self.indices)
 
     def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
-        k, draw = item if isinstance(item, tuple) else (item, runtime.derive_seed(self.seed, "item", item))
+        k, draw = item if isinstance(item, tuple) else (item, None)
         i = self.indices[k]
         x = torch.from_numpy(np.array(self.cache.get(i), copy=True))
         if self.transform is not None:
-            with runtime.seeded(draw):
+            with runtime.seeded(runtime.derive_seed(self.seed, "item", k) if draw is None else draw):
                 x = self.transform(x)
         if x.dtype == torch.uint8:
             x = x.float().div_(255.0)

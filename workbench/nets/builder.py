@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import copy
 import math
-from functools import lru_cache
 from typing import Any, Mapping
 
 import torch
