@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 #: Summary keys tried, in order, for a run's score (higher is better): test accuracy first —
-#: it is measured on data the run never tuned on.
-SCORE_KEYS = ("test_accuracy", "accuracy", "test_acc", "best_val_accuracy", "final_val_accuracy", "val_accuracy",
+#: it is measured on data the run never tuned on — then the final validation accuracy (the
+#: weights the run ends with; every kind records it, and ``best_val_accuracy`` too).
+SCORE_KEYS = ("test_accuracy", "accuracy", "test_acc", "final_val_accuracy", "best_val_accuracy", "val_accuracy",
               "val_acc")
 
 

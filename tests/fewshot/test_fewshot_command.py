@@ -168,3 +168,18 @@ def test_live_curves_collects_history_outside_notebooks(runlog, small_glyphs):
     cb = live_curves(every=2)
     train_from_command(_cmd("protonet", test_episodes=0), data=small_glyphs, log=runlog, callbacks=[cb])
     assert len(cb.history["train_loss"]) == 4 and len(cb.history["val_accuracy"]) >= 1
+
+
+def test_runs_recorded_before_the_runner_merge_still_load(runlog, small_glyphs):
+    """Few-shot runs used to store fewshot.pt ({kind, hparams, state_dict}); they still adapt and test."""
+    from workbench.learners.loading import load_learner
+
+    rid = train_from_command(_cmd("protonet", test_episodes=0), data=small_glyphs, log=runlog)
+    rec = runlog.get(rid, metrics=False)
+    module, _ = load_learner(rec)
+    torch.save({"kind": "protonet", "hparams": dict(module.hparams), "state_dict": module.state_dict()},
+               runlog.run_dir(rid) / "fewshot.pt")
+    runlog.handle(rid).update(artifacts={"weights": "fewshot.pt", "splits": "splits.json"})  # the old record
+    old, _ = load_learner(runlog.get(rid, metrics=False))
+    assert all(torch.equal(a, b) for a, b in zip(old.state_dict().values(), module.state_dict().values()))
+    assert len(evaluate(rid, episodes=3, log=runlog, data=small_glyphs)["accuracies"]) == 3
