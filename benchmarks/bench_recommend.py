@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         space["optimizer"] = [optimizers[0], optimizers[1], optimizers[3], optimizers[4]]
         space["model.params.hidden"] = [32]
-    from workbench.config import TrainingCommand
+    from workbench.commands import TrainingCommand
 
     default_key = config_key(TrainingCommand.from_dict(base).to_dict())  # as stored in the run records
     log = RunLog()

@@ -65,7 +65,7 @@ def main() -> None:
         save()
 
     from workbench.data.glyphs import load_glyphs
-    from workbench.learners.fewshot import evaluate, train_from_command
+    from workbench.fewshot import evaluate, train_from_command
     from workbench.runlog import RunLog
 
     sys.path.insert(0, str(Path(__file__).parent))

@@ -44,7 +44,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from workbench.data.glyphs import load_glyphs
-    from workbench.learners.fewshot import evaluate, train_from_command
+    from workbench.fewshot import evaluate, train_from_command
     from workbench.runlog import RunLog
 
     t0 = time.monotonic()

@@ -8,8 +8,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
-
+from ._version import __version__
 from .runlog import Run, RunLog, RunLogError  # noqa: E402
 
 # name -> module that defines it; resolved lazily so the CLI starts fast.
@@ -17,8 +16,12 @@ _LAZY = {
     "WorkbenchLogger": "workbench.runlog.lightning",
     "demo_dataset": "workbench.scrape",
     "SerpApiStub": "workbench.scrape",
-    "TrainingCommand": "workbench.config",
-    "ConfigError": "workbench.config",
+    "parse": "workbench.commands",
+    "TrainingCommand": "workbench.commands",
+    "FewShotCommand": "workbench.commands",
+    "ConfigError": "workbench.registry",
+    "run_training": "workbench.training",
+    "run_test": "workbench.training",
     "start_training": "workbench.jobs",
     "start_test": "workbench.jobs",
     "train": "workbench.jobs",
@@ -27,8 +30,7 @@ _LAZY = {
     "compare": "workbench.meta",
     "recommend": "workbench.meta",
     "load_glyphs": "workbench.data.glyphs",
-    "FewShotCommand": "workbench.learners.fewshot",
-    "adapt": "workbench.learners.fewshot",
+    "adapt": "workbench.learners.adapt",
 }
 
 __all__ = ["__version__", "RunLog", "Run", "RunLogError", *_LAZY]

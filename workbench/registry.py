@@ -1,20 +1,228 @@
-"""Name → object tables for training commands. Never ``eval``: every name a command may
-use is looked up here, and anything not in a table is rejected with close matches.
+"""Name → object tables for training commands, and the one error type of the command language.
 
-Tables are built once from the libraries themselves (``torch.nn``, ``torch.optim``,
-``torch.optim.lr_scheduler``, ``torchvision.transforms.v2``) minus entries that need
-Python callables or nested objects a JSON command cannot express, plus an explicit
+Never ``eval``: every name a command may use is looked up here, and anything not in a table is
+rejected with close matches. Tables are built once from the libraries themselves (``torch.nn``,
+``torch.optim``, ``torch.optim.lr_scheduler``, ``torchvision.transforms.v2``) minus entries that
+need Python callables or nested objects a JSON command cannot express, plus an explicit
 allow-list of PIL image operations.
+
+:class:`ConfigError` names the field path, the value, the allowed choices and close matches, and
+carries *every* problem of a command (``.problems``); :func:`from_validation_error` turns a
+pydantic ``ValidationError`` into one. :class:`Component` (a registry name plus constructor
+parameters) and :func:`build_component` are the pieces every command family is made of.
 """
 from __future__ import annotations
 
+import copy
 import difflib
 import inspect
+import json
 from functools import lru_cache
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Mapping
 
 import torch
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 from torch import nn
+
+_MAX_ALLOWED_SHOWN = 12
+
+
+class ConfigError(ValueError):
+    """A command problem: which field (``path``), what was given (``value``) and what is allowed.
+
+    ``problems`` lists every problem found in the command (this one first); ``str(err)`` shows
+    the first on the first line and the others below it.
+    """
+
+    def __init__(self, path: str, message: str, value: Any = None, allowed: Iterable[Any] | None = None,
+                 suggestions: Iterable[str] = ()) -> None:
+        self.path = path
+        self.value = value
+        self.allowed = list(allowed) if allowed is not None else None
+        self.suggestions = list(suggestions)
+        self.reason = message  # the message without path and choices (to re-home the problem)
+        text = f"{path}: {message}" if path else message
+        if self.suggestions:
+            text += f"; did you mean {' or '.join(repr(s) for s in self.suggestions)}?"
+        if self.allowed:
+            shown = ", ".join(str(a) for a in self.allowed[:_MAX_ALLOWED_SHOWN])
+            more = len(self.allowed) - _MAX_ALLOWED_SHOWN
+            text += f" (allowed: {shown}{f', … {more} more' if more > 0 else ''})"
+        self.message = text
+        self.problems: list[ConfigError] = [self]
+        super().__init__(text)
+
+    def at(self, path: str) -> "ConfigError":
+        """The same (single) problem under another field path."""
+        return ConfigError(path, self.reason, self.value, self.allowed, self.suggestions)
+
+    @classmethod
+    def collect(cls, problems: list["ConfigError"]) -> "ConfigError":
+        """One error carrying several problems (the first is the error's own path and message)."""
+        flat = [p for e in problems for p in e.problems]
+        err = flat[0].at(flat[0].path)
+        err.problems = flat
+        if len(flat) > 1:
+            more = "\n".join(f"  also {p.message}" for p in flat[1:])
+            err.message = f"{flat[0].message}\n{more}"
+            err.args = (err.message,)
+        return err
+
+
+def join_path(prefix: str, path: Any) -> str:
+    """``model`` + ``layers[1]`` → ``model.layers[1]``; ``model`` + ``[1]`` → ``model[1]``."""
+    path = str(path)
+    if not prefix:
+        return path
+    if not path:
+        return prefix
+    return prefix + path if path.startswith("[") else f"{prefix}.{path}"
+
+
+def loc_path(loc: Iterable[Any]) -> str:
+    """A pydantic location ``("model", "layers", 4, "name")`` as ``model.layers[4].name``."""
+    out = ""
+    for part in loc:
+        out = join_path(out, f"[{part}]" if isinstance(part, int) else str(part))
+    return out
+
+
+def close_matches(name: str, choices: list[str] | tuple[str, ...], n: int = 3) -> list[str]:
+    """Close matches for a misspelt name, case-insensitively (``relu`` → ``ReLU``)."""
+    lower = {str(c).lower(): c for c in choices}
+    hits = difflib.get_close_matches(str(name).lower(), list(lower), n=n, cutoff=0.6)
+    return [lower[h] for h in hits]
+
+
+def unknown_name(path: str, value: Any, allowed: list[str], what: str) -> ConfigError:
+    """The error for a name not in a table, with close matches."""
+    return ConfigError(path, f"unknown {what} {value!r}", value, sorted(allowed), close_matches(str(value), allowed))
+
+
+def show(v: Any) -> str:
+    """A short repr of a user value with its type: ``'5' (str)``."""
+    r = repr(v)
+    return (r[:60] + "…") if len(r) > 60 else r + f" ({type(v).__name__})"
+
+
+def why(exc: BaseException) -> str:
+    """The first line of an exception's message (or its type)."""
+    msg = str(exc).strip().splitlines()
+    return msg[0] if msg else type(exc).__name__
+
+
+# -- pydantic ValidationError → ConfigError ---------------------------------------------------
+
+#: What a pydantic type error means in our words (the value is appended).
+_EXPECTED = {"string_type": "a string", "int_type": "an integer", "float_type": "a number", "bool_type":
+             "true or false", "list_type": "a list", "dict_type": "an object", "model_type": "an object",
+             "literal_error": "one of the allowed values", "missing": None}
+
+
+def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
+    """The model class that holds the field at ``loc`` (for the names an unknown field could mean)."""
+    cls: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = getattr(cls, "model_fields", {}).get(part)
+        if field is None:
+            return None
+        cls = _inner_model(field.annotation)
+        if cls is None:
+            return None
+    return cls
+
+
+def _inner_model(tp: Any) -> type[BaseModel] | None:
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return tp
+    for arg in getattr(tp, "__args__", ()) or ():
+        found = _inner_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def from_validation_error(exc: ValidationError, model: type[BaseModel], prefix: str = "") -> ConfigError:
+    """Every problem of a pydantic ``ValidationError`` as one :class:`ConfigError`.
+
+    A validator that raised a ``ConfigError`` keeps its message; its (relative) path is put
+    under the location where it was raised. Unknown fields list the known ones and close matches.
+    """
+    problems = []
+    for e in exc.errors(include_url=False):
+        loc = tuple(e["loc"])
+        path = join_path(prefix, loc_path(loc))
+        inner = (e.get("ctx") or {}).get("error")
+        if isinstance(inner, ConfigError):
+            problems.extend(p.at(join_path(path, p.path)) for p in inner.problems)
+        elif e["type"] == "extra_forbidden":
+            holder = _model_at(model, loc[:-1])
+            known = list(holder.model_fields) if holder is not None else []
+            key = str(loc[-1])
+            problems.append(ConfigError(path, f"unknown field {key!r}", e.get("input"), known,
+                                        close_matches(key, known)))
+        elif e["type"] == "missing":
+            problems.append(ConfigError(path, "missing (required)", None))
+        else:
+            what = _EXPECTED.get(e["type"])
+            text = f"expected {what}, got {show(e.get('input'))}" if what else e["msg"]
+            problems.append(ConfigError(path, text, e.get("input")))
+    return ConfigError.collect(problems)
+
+
+class Strict(BaseModel):
+    """Base of every command section: JSON types only (no ``"5"`` → 5), unknown keys rejected."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    def __getitem__(self, key: str) -> Any:  # sections read like the dicts they were written as
+        return getattr(self, key)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (nested sections as dicts)."""
+        return json.loads(self.model_dump_json())
+
+
+class Component(Strict):
+    """A registry name plus constructor keyword arguments (a layer, loss, optimizer, transform …).
+
+    Accepts ``"ReLU"``, ``{"name": .., "params": {..}}`` or the flat ``{"name": .., "lr": ..}``.
+    """
+
+    name: str
+    params: dict[str, Any] = {}
+
+    def __init__(self, name: Any = None, params: Mapping[str, Any] | None = None, /, **data: Any) -> None:
+        if name is not None:
+            data = {"name": name, "params": dict(params or {})}
+        super().__init__(**data)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _forms(cls, d: Any) -> Any:
+        if isinstance(d, Component):
+            return d
+        if isinstance(d, str):
+            return {"name": d, "params": {}}
+        if not isinstance(d, Mapping):
+            raise ConfigError("", f"expected a name or an object with 'name' and 'params', got {show(d)}", d)
+        if "name" not in d:
+            raise ConfigError("", "missing 'name'", dict(d))
+        if not isinstance(d["name"], str):
+            raise ConfigError("name", f"expected a string, got {show(d['name'])}", d["name"])
+        if "params" not in d:
+            return {"name": d["name"], "params": copy.deepcopy({k: v for k, v in d.items() if k != "name"})}
+        extra = sorted(set(d) - {"name", "params"})
+        if extra:
+            raise ConfigError(extra[0], "unexpected key next to 'params' (put it inside 'params')", d[extra[0]],
+                              ["name", "params"])
+        params = d["params"] if d["params"] is not None else {}
+        if not isinstance(params, Mapping):
+            raise ConfigError("params", f"expected an object, got {show(params)}", params)
+        return {"name": d["name"], "params": copy.deepcopy(dict(params))}
+
 
 #: nn.Module classes that are containers or need other modules/callables as arguments.
 _LAYER_EXCLUDE = {"Module", "Sequential", "ModuleList", "ModuleDict", "ParameterList", "ParameterDict",
@@ -52,11 +260,6 @@ _DTYPES = {"float32": torch.float32, "float": torch.float32, "float16": torch.fl
            "bfloat16": torch.bfloat16, "float64": torch.float64, "uint8": torch.uint8}
 
 
-def close_matches(name: str, choices: list[str] | tuple[str, ...], n: int = 3) -> list[str]:
-    """Close matches for a misspelt name, case-insensitively (``relu`` → ``ReLU``)."""
-    lower = {c.lower(): c for c in choices}
-    hits = difflib.get_close_matches(str(name).lower(), list(lower), n=n, cutoff=0.6)
-    return [lower[h] for h in hits]
 
 
 def _classes(module: Any, base: type, exclude: set[str]) -> dict[str, type]:
@@ -189,3 +392,31 @@ def signature_params(cls: Any) -> tuple[list[str], list[str], bool]:
         if p.default is p.empty:
             required.append(p.name)
     return names, required, var_kw
+
+
+def check_params(cls: Any, params: Mapping[str, Any], path: str, name: str, skip: int = 0) -> None:
+    """Unknown or missing constructor parameters → ConfigError naming the parameter."""
+    names, required, var_kw = signature_params(cls)
+    names, required = names[skip:], [r for r in required if r in names[skip:]]
+    if not var_kw:
+        for k in params:
+            if k not in names:
+                raise ConfigError(f"{path}.params.{k}", f"{name} has no parameter {k!r}", k, names,
+                                  close_matches(k, names))
+    missing = [r for r in required if r not in params]
+    if missing:
+        raise ConfigError(f"{path}.params", f"{name} needs parameter {missing[0]!r}", dict(params), names)
+
+
+def build_component(c: Component, table: Mapping[str, Any], path: str, what: str, *args: Any) -> Any:
+    """Look ``c.name`` up in ``table``, check its params and construct it (errors name the path)."""
+    if c.name not in table:
+        raise unknown_name(f"{path}.name", c.name, list(table), what)
+    cls = table[c.name]
+    check_params(cls, c.params, path, c.name, skip=len(args))
+    try:
+        kwargs = coerce_params(cls, c.params)
+        return cls(*args, **kwargs)
+    except Exception as exc:
+        raise ConfigError(f"{path}.params", f"{c.name} rejected {json.dumps(c.params, default=str)}: {why(exc)}",
+                          c.params) from None

@@ -8,7 +8,7 @@ import threading
 import pytest
 import torch
 
-from workbench.learners.fewshot import (FewShotCommand, adapt, evaluate, mean_ci95, parse_command,
+from workbench.fewshot import (FewShotCommand, adapt, evaluate, mean_ci95, parse_command,
                                         train_from_command)
 
 ALPHABETS = ["Latin", "Greek", "Cyrillic", "Armenian"]
@@ -85,7 +85,7 @@ def test_train_records_a_complete_run(kind, runlog, small_glyphs):
     ev = s["fewshot_eval"]["test_3way1shot"]
     assert len(ev["accuracies"]) == 6
     assert ev["mean"] == pytest.approx(mean_ci95(ev["accuracies"])[0], abs=1e-3)
-    assert (runlog.run_dir(rid) / "fewshot.pt").is_file()
+    assert (runlog.run_dir(rid) / rec["artifacts"]["checkpoint"]).is_file()
 
 
 def test_same_seed_same_tasks_and_losses(runlog, small_glyphs):
@@ -123,7 +123,7 @@ def test_stop_event_stops_and_keeps_the_weights(runlog, small_glyphs):
     rid = train_from_command(_cmd("protonet", steps=50), data=small_glyphs, log=runlog, stop_event=ev)
     rec = runlog.get(rid)
     assert rec["status"] == "stopped" and rec["summary"]["stop_reason"] == "stopped"
-    assert rec["summary"]["steps"] == 1 and (runlog.run_dir(rid) / "fewshot.pt").is_file()
+    assert rec["summary"]["steps"] == 1 and (runlog.run_dir(rid) / rec["artifacts"]["checkpoint"]).is_file()
 
 
 def test_trains_into_a_queued_run(runlog, small_glyphs):
@@ -163,8 +163,23 @@ def test_ci95_is_the_papers_convention():
 
 
 def test_live_curves_collects_history_outside_notebooks(runlog, small_glyphs):
-    from workbench.learners.fewshot import live_curves
+    from workbench.widgets.plots import live_curves
 
     cb = live_curves(every=2)
     train_from_command(_cmd("protonet", test_episodes=0), data=small_glyphs, log=runlog, callbacks=[cb])
     assert len(cb.history["train_loss"]) == 4 and len(cb.history["val_accuracy"]) >= 1
+
+
+def test_runs_recorded_before_the_runner_merge_still_load(runlog, small_glyphs):
+    """Few-shot runs used to store fewshot.pt ({kind, hparams, state_dict}); they still adapt and test."""
+    from workbench.learners.loading import load_learner
+
+    rid = train_from_command(_cmd("protonet", test_episodes=0), data=small_glyphs, log=runlog)
+    rec = runlog.get(rid, metrics=False)
+    module, _ = load_learner(rec)
+    torch.save({"kind": "protonet", "hparams": dict(module.hparams), "state_dict": module.state_dict()},
+               runlog.run_dir(rid) / "fewshot.pt")
+    runlog.handle(rid).update(artifacts={"weights": "fewshot.pt", "splits": "splits.json"})  # the old record
+    old, _ = load_learner(runlog.get(rid, metrics=False))
+    assert all(torch.equal(a, b) for a, b in zip(old.state_dict().values(), module.state_dict().values()))
+    assert len(evaluate(rid, episodes=3, log=runlog, data=small_glyphs)["accuracies"]) == 3

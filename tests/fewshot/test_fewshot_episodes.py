@@ -121,3 +121,59 @@ def test_folder_source(tmp_path):
     assert src.fingerprint()["images"] == 12
     with pytest.raises(FileNotFoundError):
         FolderSource(tmp_path / "nope")
+
+
+def _digits_folder(root, per_class=8):
+    """Six shape classes on 20×20; 'nine' is 'six' turned by 180° (a rotation that is another class)."""
+    import random
+
+    from PIL import Image, ImageDraw
+
+    rng = random.Random(0)
+
+    def six(d, dx, dy):
+        d.ellipse([5 + dx, 10 + dy, 13 + dx, 18 + dy], outline=255, width=2)
+        d.line([6 + dx, 14 + dy, 9 + dx, 2 + dy], fill=255, width=2)
+
+    shapes = {
+        "six": six,
+        "triangle": lambda d, dx, dy: d.polygon([(10 + dx, 3 + dy), (3 + dx, 16 + dy), (17 + dx, 16 + dy)], fill=255),
+        "plus": lambda d, dx, dy: (d.line([10 + dx, 3 + dy, 10 + dx, 17 + dy], fill=255, width=3),
+                                   d.line([3 + dx, 10 + dy, 17 + dx, 10 + dy], fill=255, width=3)),
+        "ring": lambda d, dx, dy: d.ellipse([3 + dx, 3 + dy, 17 + dx, 17 + dy], outline=255, width=2),
+        "corner": lambda d, dx, dy: d.rectangle([2 + dx, 2 + dy, 9 + dx, 9 + dy], fill=255),
+    }
+    for name, draw in shapes.items():
+        for i in range(per_class):
+            im = Image.new("L", (20, 20))
+            draw(ImageDraw.Draw(im), rng.randint(-1, 1), rng.randint(-1, 1))
+            for target, img in ((name, im), ("nine", im.rotate(180)) if name == "six" else (None, None)):
+                if target:
+                    (root / target).mkdir(parents=True, exist_ok=True)
+                    img.save(root / target / f"{i}.png")
+    return root
+
+
+def test_rotated_meta_train_classes_never_impersonate_held_out_ones(tmp_path):
+    """Bug (issue 16): with rotate on a folder dataset, 'six' turned by 180° taught the held-out 'nine'."""
+    from workbench import training
+    from workbench.data.episodes import rotation_collisions
+
+    root = _digits_folder(tmp_path / "digits")
+    src = FolderSource(root, image_size=20, channels=1)
+    assert rotation_collisions(src, ["six", "triangle"], ["nine", "ring"]) == ["six@180"]
+    sampler = EpisodeSampler(src, ["six", "triangle", "plus"], n_way=3, k_shot=1, q_query=1, rotate=True,
+                             exclude=["six@180"])
+    assert ("six", 2) not in [(sampler.class_names[c], r) for c, r in sampler.pool] and len(sampler.pool) == 11
+    cmd = {"kind": "protonet", "data": str(root), "image_size": 20, "steps": 2, "split_by": "class",
+           "split": {"train": 0.5, "val": 0.0, "test": 0.5}, "test_episodes": 0, "val_episodes": 0,
+           "episodes": {"n_way": 2, "k_shot": 1, "q_query": 2, "meta_batch": 1}}
+    seed = next(s for s in range(100) if {"six"} <= set(training.prepare({**cmd, "seed": s}).record["splits"]["train"])
+                and "nine" in training.prepare({**cmd, "seed": s}).record["splits"]["test"])
+    off = training.prepare({**cmd, "seed": seed}).dataset["rotation"]  # folders: off unless asked for
+    assert off["on"] is False and "6 → 9" in off["why"]
+    on = training.prepare({**cmd, "seed": seed, "episodes": {**cmd["episodes"], "rotate": True}})
+    assert on.dataset["rotation"]["on"] is True and "six@180" in on.dataset["rotation"]["excluded"]
+    pool = on.datamodule.sampler("train")
+    drawn = {n for i in range(60) for n in pool.task(i).classes}
+    assert "six@180" not in drawn and "six@90" in drawn  # other rotations still augment

@@ -69,3 +69,18 @@ def test_recommend_leaves_out_the_task_itself(runlog, synth, tasks):
 def test_empty_log_says_what_to_do(runlog, tasks):
     with pytest.raises(ValueError, match="run a sweep first"):
         recommend(tasks["A"], log=runlog)
+
+
+def test_leave_one_out_landmarker_equals_scikit_learns():
+    """The closed-form leave-one-out nearest-centroid accuracy is scikit-learn's, without N refits."""
+    import numpy as np
+    from sklearn.model_selection import LeaveOneOut, cross_val_score
+    from sklearn.neighbors import NearestCentroid
+
+    from workbench.meta.features import _loo_nearest_centroid
+
+    rng = np.random.default_rng(3)
+    for _ in range(4):
+        y = np.concatenate([np.repeat(np.arange(5), rng.integers(2, 9, 5)), [5]])  # class 5: one image
+        z = rng.normal(size=(len(y), 6)) + 0.4 * y[:, None]
+        assert _loo_nearest_centroid(z, y) == cross_val_score(NearestCentroid(), z, y, cv=LeaveOneOut()).mean()

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from workbench.config import ConfigError
+from workbench.registry import ConfigError
 from workbench.nets.builder import build_model, count_parameters
 
 

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from training_support import fast_command
-from workbench.config import ConfigError, TrainingCommand
+from workbench.commands import ConfigError, TrainingCommand
 
 L = fast_command()["model"]["layers"]
 
@@ -43,11 +43,38 @@ def test_shorthand_forms_normalise():
     c.validate(4)
 
 
-def test_few_shot_kinds_keep_their_fields():
-    d = {"kind": "maml", "ways": 5, "shots": 1, "inner_lr": 0.4, "epochs": 0, "model": {"anything": 1}}
-    c = TrainingCommand.from_dict(d)
-    assert c.kind == "maml" and c.to_dict() == d  # verbatim: workbench.learners.fewshot checks it
-    assert c.validate() is c
+def test_parse_is_the_one_dispatch_on_kind():
+    """Every kind parses through workbench.commands.parse into its family's typed command."""
+    from workbench.commands import FewShotCommand, parse
+
+    c = parse({"kind": "maml", "episodes": {"n_way": 3}, "steps": 5})
+    assert isinstance(c, FewShotCommand) and c.kind == "maml" and c.episodes.n_way == 3
+    assert parse(c.to_dict()) == c and parse(json.dumps(c.to_dict())) == c
+    assert isinstance(parse(fast_command()), TrainingCommand) and isinstance(parse({}), TrainingCommand)
+    with pytest.raises(ConfigError) as ei:  # fields of the old free-form few-shot commands are now checked
+        parse({"kind": "maml", "ways": 5, "shots": 1})
+    assert [p.path for p in ei.value.problems] == ["ways", "shots"]
+    with pytest.raises(ConfigError, match="^kind: expected 'baseline'.*workbench.commands.parse"):
+        TrainingCommand.from_dict({"kind": "protonet"})
+
+
+def test_every_problem_of_a_command_is_reported_at_once(shapes_dir, runlog):
+    from workbench import jobs
+
+    d = fast_command(epochs=0, optimizr={}, split={"trian": 0.7}, optimizer={"name": "Adamm"},
+                     transforms=[{"name": "RandomHorizontalFlp"}])
+    with pytest.raises(ConfigError) as ei:  # field types first: every one of them at once
+        jobs.start_training(d, data=shapes_dir, log=runlog)
+    assert [p.path for p in ei.value.problems] == ["epochs", "split.trian", "optimizr"]
+    assert str(ei.value).splitlines()[1].strip().startswith("also split.trian: unknown field")
+    d = fast_command(optimizer={"name": "Adamm"}, transforms=[{"name": "RandomHorizontalFlp"}],
+                     pil_ops=[{"name": "rotat"}], criterion="MSELos")
+    with pytest.raises(ConfigError) as ei:  # then names and dry runs: again all of them
+        jobs.start_training(d, data=shapes_dir, log=runlog)
+    assert [p.path for p in ei.value.problems] == ["pil_ops[0].name", "transforms[0].name", "criterion.name",
+                                                   "optimizer.name"]
+    assert ei.value.path == "pil_ops[0].name" and ei.value.suggestions == ["rotate"]
+    assert runlog.runs() == []
 
 
 # (command overrides, expected error path, words the message must contain)

@@ -107,66 +107,10 @@ def test_subprocess_jobs_kill_interrupt_and_stop(shapes_dir, runlog):
     assert rec["artifacts"].get("checkpoint")
 
 
-def test_few_shot_kinds_dispatch_lazily(monkeypatch, runlog, tmp_path, capsys):
-    """kind maml/protonet/… goes to workbench.learners.fewshot.train_from_command (contract with issue 5)."""
-    import json
-    import sys
-    import types
-
-    import workbench.learners
-    from workbench.config import ConfigError
-
-    calls = []
-
-    def parse_command(d):
-        if "ways" not in d:
-            raise ConfigError("ways", "missing", None)
-        return d
-
-    def train_from_command(command_dict, data=None, log=None, run=None, stop_event=None):
-        calls.append((command_dict, data, run.id if run is not None else None, stop_event))
-        if run is None:
-            run = log.start("fs", command_dict["kind"], command_dict)
-        elif run.status == "queued":
-            run.set_status("running")
-        run.finish("completed", summary={"accuracy": 0.9})
-        return run.id
-
-    def evaluate(run_ref, episodes=600, log=None, data=None, **kw):
-        calls.append(("evaluate", run_ref, episodes))
-        return {"n_way": 5, "k_shot": 1, "episodes": episodes, "mean": 0.91, "ci95": 0.02, "accuracies": []}
-
-    fake = types.ModuleType("workbench.learners.fewshot")
-    fake.parse_command, fake.train_from_command, fake.evaluate = parse_command, train_from_command, evaluate
-    monkeypatch.setitem(sys.modules, "workbench.learners.fewshot", fake)
-    monkeypatch.setattr(workbench.learners, "fewshot", fake, raising=False)
-
-    with pytest.raises(ConfigError):
-        jobs.start_training({"kind": "maml"}, log=runlog)
-    assert runlog.runs() == []  # rejected before a run exists
-    job = jobs.start_training({"kind": "protonet", "ways": 5}, data="glyphs", log=runlog)
-    res = job.wait(10)
-    assert res["status"] == "completed" and res["summary"]["accuracy"] == 0.9
-    cmd, data, run_id, stop_event = calls[-1]
-    assert cmd["ways"] == 5 and data == "glyphs" and run_id == job.run_id and stop_event is not None
-    res = jobs.train({"kind": "maml", "ways": 5}, log=runlog)
-    assert res["status"] == "completed" and res["run_id"] != job.run_id
-    from workbench.cli import main
-
-    f = tmp_path / "fs.json"
-    f.write_text(json.dumps({"kind": "fomaml", "ways": 5}))
-    assert main(["train", "--config", str(f), "--db", str(runlog.path)]) == 0
-    assert "completed" in capsys.readouterr().out
-    assert len(runlog.runs()) == 3
-    assert main(["test", job.run_id, "--limit", "20", "--db", str(runlog.path)]) == 0
-    assert "5-way 1-shot accuracy 0.910 ± 0.020 (95% CI) over 20 episodes" in capsys.readouterr().out
-    assert calls[-1] == ("evaluate", job.run_id, 20)
-
-
 def test_pre_created_run_records_a_late_data_error(runlog, tmp_path):
     """A job's run exists before the job process validates again; if the data vanished meanwhile,
     the run ends failed with the reason (not stuck queued, not crashed)."""
-    from workbench.config import ConfigError
+    from workbench.registry import ConfigError
 
     run = runlog.start("late", "baseline", fast_command(), status="queued")
     with pytest.raises(ConfigError):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from training_support import fast_command
 from workbench import jobs
-from workbench.config import TrainingCommand
+from workbench.commands import TrainingCommand
 
 
 def test_train_test_predict_above_chance(shapes_dir, runlog):

@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="The meta-learning workbench: scrape → train → record → meta-learn → meta-analyse.",
         formatter_class=_OneLineHelp,
     )
-    from .. import __version__
+    from .._version import __version__
 
     parser.add_argument("--version", action="version", version=f"workbench {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
@@ -59,10 +59,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
-    except Exception as exc:  # one clear line, not a traceback (WORKBENCH_DEBUG=1 shows it)
+    except Exception as exc:  # clear lines, not a traceback (WORKBENCH_DEBUG=1 shows it)
         if os.environ.get("WORKBENCH_DEBUG"):
             raise
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"error: {msg}", file=sys.stderr)
+        lines = str(exc).strip().splitlines() or [type(exc).__name__]
+        # a command's problems (ConfigError.problems) are all shown; other errors by their first line
+        for line in lines if len(getattr(exc, "problems", ())) > 1 else lines[:1]:
+            print(f"error: {line.strip()}" if line is lines[0] else f"       {line.strip()}", file=sys.stderr)
         return 1
     return int(rc or 0)

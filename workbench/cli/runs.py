@@ -5,6 +5,7 @@ import argparse
 import json
 import sys
 
+from ..records import RunView
 from ..runlog import RunLog
 from .meta import register_compare
 
@@ -41,13 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _summary_text(rec: dict) -> str:
-    s = rec.get("summary") or {}
-    for key in ("accuracy", "test_accuracy", "best_val_accuracy", "val_accuracy"):
-        if isinstance(s.get(key), (int, float)):
-            acc = f"{s[key]:.3f}"
-            if isinstance(s.get("ci95"), (int, float)):
-                acc += f"±{s['ci95']:.3f}"
-            return f"{key}={acc}"
+    score = RunView.of(rec).score()
+    if score is not None:
+        return str(score)  # with the matching CI (few-shot runs: test_ci95)
     last = (rec.get("metrics_summary") or {}).get("train_loss", {}).get("last")
     return f"train_loss={last:.4f}" if isinstance(last, (int, float)) else ""
 

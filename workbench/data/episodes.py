@@ -9,6 +9,9 @@
   asked for in, in any process (DDP ranks, DataLoader workers).
 - Rotation-as-new-class augmentation (the Omniglot convention): each class becomes four,
   rotated by 0/90/180/270°, in the splits named by ``rotate_splits`` (meta-train by default).
+  A rotated class can *be* a held-out class (a 6 turned by 180° is a 9):
+  :func:`rotation_collisions` finds the rotated meta-train classes whose mean image correlates
+  with a held-out class's, and the sampler leaves them out (``exclude``).
 - :class:`EpisodicDataModule` is the LightningDataModule yielding meta-batches
   ``(support_x [B,N·K,C,H,W], support_y [B,N·K], query_x [B,N·Q,C,H,W], query_y [B,N·Q])``.
 """
@@ -26,7 +29,9 @@ from torch.utils.data import DataLoader, Dataset
 
 import pytorch_lightning as pl
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+from .. import runtime
+from .folders import class_folders, fingerprint, load_image
+
 SPLITS = ("train", "val", "test")
 #: Stream ids: train / val / test tasks are drawn from different random streams.
 STREAMS = {"train": 0, "val": 1, "test": 2}
@@ -46,7 +51,7 @@ class TensorSource:
 
     def __init__(self, images: Any, labels: Sequence[int] | torch.Tensor, classes: Sequence[str] | None = None,
                  groups: Sequence[str] | None = None, name: str = "tensors",
-                 fingerprint: Mapping[str, Any] | None = None) -> None:
+                 fingerprint: Mapping[str, Any] | None = None, rotation_distinct: bool = False) -> None:
         x = torch.as_tensor(np.asarray(images)) if not isinstance(images, torch.Tensor) else images
         if x.ndim == 3:
             x = x.unsqueeze(1)
@@ -68,6 +73,8 @@ class TensorSource:
         self.by_class = [torch.nonzero(y == c).view(-1) for c in range(len(self.classes))]
         self.name = name
         self._fingerprint = dict(fingerprint) if fingerprint else None
+        #: True when no class is a rotation of another (the glyph benchmark's rule guarantees it).
+        self.rotation_distinct = rotation_distinct
 
     @classmethod
     def from_stacked(cls, stacked: Any, classes: Sequence[str], groups: Sequence[str] | None = None,
@@ -98,7 +105,7 @@ class TensorSource:
         if self._fingerprint is not None:
             return dict(self._fingerprint)
         h = hashlib.sha1(self.images.numpy().tobytes()[: 1 << 22]).hexdigest()[:16]
-        return {"name": self.name, "classes": len(self.classes), "images": int(len(self.images)), "sha1": h}
+        return {"name": self.name, "classes": len(self.classes), "images": int(len(self.images)), "fingerprint": h}
 
 
 class FolderSource:
@@ -109,6 +116,8 @@ class FolderSource:
     ``image_size``; ``invert`` turns black-on-white drawings into ink = 1.
     """
 
+    rotation_distinct = False
+
     def __init__(self, root: str | Path, image_size: int = 28, channels: int = 1, depth: int = 1,
                  invert: bool = False, name: str = "folder", min_per_class: int = 1,
                  classes: Sequence[tuple[str, str, list[Path]]] | None = None) -> None:
@@ -116,7 +125,7 @@ class FolderSource:
         if classes is None:
             if not self.root.is_dir():
                 raise FileNotFoundError(f"data: {str(self.root)!r} is not a folder")
-            classes = _scan(self.root, depth)
+            classes = class_folders(self.root, depth)
         classes = [c for c in classes if len(c[2]) >= min_per_class]
         if not classes:
             raise ValueError(f"data: no class folders with images under {str(self.root)!r} (depth {depth})")
@@ -137,52 +146,20 @@ class FolderSource:
         return len(self.files[c])
 
     def _load(self, c: int, i: int) -> torch.Tensor:
-        key = (c, i)
-        t = self._cache.get(key)
+        t = self._cache.get((c, i))
         if t is None:
-            from PIL import Image
-
-            with Image.open(self.files[c][i]) as im:
-                im = im.convert("L" if self.channels == 1 else "RGB")
-                im = im.resize((self.image_size, self.image_size), Image.Resampling.BILINEAR)
-                a = np.asarray(im, dtype=np.uint8)
-            t = torch.from_numpy(a.copy())
-            t = t.unsqueeze(0) if t.ndim == 2 else t.permute(2, 0, 1)
-            if self.invert:
-                t = 255 - t
-            self._cache[key] = t.contiguous()
+            side = (self.image_size, self.image_size)
+            t = torch.from_numpy(load_image(self.files[c][i], self.channels, side, invert=self.invert))
+            self._cache[(c, i)] = t
         return t
 
     def get(self, c: int, idx: Sequence[int] | np.ndarray) -> torch.Tensor:
         return torch.stack([self._load(c, int(i)) for i in idx]).float().div_(255.0)
 
     def fingerprint(self) -> dict[str, Any]:
-        h = hashlib.sha1()
-        for name, files in zip(self.classes, self.files):
-            h.update(name.encode())
-            for f in files:
-                h.update(f.name.encode())
-        return {"name": self.name, "root": str(self.root), "classes": len(self.classes),
-                "images": sum(len(f) for f in self.files), "sha1": h.hexdigest()[:16]}
-
-
-def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-
-
-def _scan(root: Path, depth: int) -> list[tuple[str, str, list[Path]]]:
-    """``(class name, group, files)`` for every class folder ``depth`` levels under ``root``."""
-    out = []
-    if depth == 1:
-        for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            out.append((d.name, d.name, _images_in(d)))
-    elif depth == 2:
-        for g in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            for d in sorted(p for p in g.iterdir() if p.is_dir()):
-                out.append((f"{g.name}/{d.name}", g.name, _images_in(d)))
-    else:
-        raise ValueError(f"depth: expected 1 or 2, got {depth!r}")
-    return out
+        files = [f.resolve() for fs in self.files for f in fs]
+        return {"name": self.name, "root": str(self.root), "classes": len(self.classes), "images": len(files),
+                "fingerprint": fingerprint(self.root.resolve(), files)}
 
 
 # -- splits -----------------------------------------------------------------------------------
@@ -259,10 +236,11 @@ class EpisodeSampler:
         classes: class names this sampler may use (one split).
         rotate: add 90/180/270° rotations of every class as new classes.
         stream: separates the random streams of train / val / test tasks.
+        exclude: rotated classes (``"<class>@180"``) to leave out of the pool (:func:`rotation_collisions`).
     """
 
     def __init__(self, source: Any, classes: Sequence[str], n_way: int = 5, k_shot: int = 1, q_query: int = 15,
-                 seed: int = 0, rotate: bool = False, stream: int = 0) -> None:
+                 seed: int = 0, rotate: bool = False, stream: int = 0, exclude: Iterable[str] = ()) -> None:
         index = {c: i for i, c in enumerate(source.classes)}
         missing = [c for c in classes if c not in index]
         if missing:
@@ -276,7 +254,9 @@ class EpisodeSampler:
             raise ValueError(f"k_shot + q_query = {need} images per class needed; {len(short)} classes have fewer "
                              f"(e.g. {short[0]!r} has {source.count(index[short[0]])})")
         self.rotations = (0, 1, 2, 3) if rotate else (0,)
-        self.pool = [(c, r) for c in range(len(self.class_ids)) for r in self.rotations]
+        skip = set(exclude)
+        self.pool = [(c, r) for c in range(len(self.class_ids)) for r in self.rotations
+                     if not r or f"{self.class_names[c]}@{90 * r}" not in skip]
         if n_way > len(self.pool):
             raise ValueError(f"n_way = {n_way} but this split has only {len(self.pool)} classes")
         self.n_way, self.k_shot, self.q_query = int(n_way), int(k_shot), int(q_query)
@@ -300,6 +280,36 @@ class EpisodeSampler:
             names.append(self.class_names[c] + (f"@{90 * r}" if r else ""))
         labels = torch.arange(self.n_way)
         return Task(torch.cat(sx), labels.repeat_interleave(k), torch.cat(qx), labels.repeat_interleave(q), names)
+
+
+def rotation_collisions(source: Any, train: Sequence[str], heldout: Sequence[str], threshold: float = 0.9,
+                        per_class: int = 8) -> list[str]:
+    """Rotated meta-train classes (``"<class>@<degrees>"``) that look like a held-out class.
+
+    Each class is summarised by its mean image (of up to ``per_class`` images); a meta-train
+    class rotated by 90/180/270° whose summary correlates at ``threshold`` or more with a
+    held-out class's would teach that held-out class under another name (6 → 9), so it must
+    not be a meta-training class. Class means of photos are smooth, so on photo folders this
+    errs towards leaving rotations out.
+    """
+    if not train or not heldout:
+        return []
+    index = {c: i for i, c in enumerate(source.classes)}
+
+    def summary(c: str, r: int = 0) -> torch.Tensor:
+        cid = index[c]
+        x = source.get(cid, list(range(min(per_class, source.count(cid))))).mean(0)
+        x = torch.rot90(x, r, dims=(-2, -1)).flatten()
+        x = x - x.mean()
+        return x / (x.norm() + 1e-8)
+
+    held = torch.stack([summary(c) for c in heldout])
+    out = []
+    for c in train:
+        for r in (1, 2, 3):
+            if float((held @ summary(c, r)).max()) >= threshold:
+                out.append(f"{c}@{90 * r}")
+    return out
 
 
 class EpisodeDataset(Dataset):
@@ -355,7 +365,7 @@ class EpisodicDataModule(pl.LightningDataModule):
                  rotate_splits: Sequence[str] = ("train",), test_n_way: int | None = None,
                  test_k_shot: int | None = None, test_q_query: int | None = None,
                  train_n_way: int | None = None, flat_batch_size: int | None = None,
-                 eval_batch: int | None = None) -> None:
+                 eval_batch: int | None = None, exclude: Iterable[str] = ()) -> None:
         super().__init__()
         self.source = source
         self.splits = {s: list(splits.get(s, [])) for s in SPLITS}
@@ -369,6 +379,7 @@ class EpisodicDataModule(pl.LightningDataModule):
         self.seed, self.rotate, self.rotate_splits = seed, rotate, tuple(rotate_splits)
         self.flat_batch_size = flat_batch_size
         self.eval_batch = eval_batch or min(meta_batch, 16)
+        self.exclude = tuple(exclude)
 
     def sampler(self, split: str, n_way: int | None = None, k_shot: int | None = None,
                 q_query: int | None = None) -> EpisodeSampler:
@@ -379,26 +390,32 @@ class EpisodicDataModule(pl.LightningDataModule):
             n, k, q = self.test_n_way, self.test_k_shot, self.test_q_query
         return EpisodeSampler(self.source, self.splits[split], n_way or n, k_shot or k, q_query or q,
                               seed=self.seed, rotate=self.rotate and split in self.rotate_splits,
-                              stream=STREAMS[split])
+                              stream=STREAMS[split], exclude=self.exclude)
 
     def _world(self) -> int:
         t = getattr(self, "trainer", None)
         return max(1, int(getattr(t, "world_size", 1) or 1)) if t is not None else 1
 
+    def _generator(self, part: str) -> torch.Generator:
+        # Without its own generator a DataLoader draws its base seed from torch's global RNG.
+        return runtime.generator(runtime.derive_seed(self.seed, "episodes", part))
+
     def train_dataloader(self) -> DataLoader:
         if self.flat_batch_size:
             ds = FlatDataset(self.source, self.splits["train"])
-            g = torch.Generator().manual_seed(self.seed)
-            return DataLoader(ds, batch_size=self.flat_batch_size, shuffle=True, generator=g, drop_last=True)
+            return DataLoader(ds, batch_size=self.flat_batch_size, shuffle=True, generator=self._generator("train"),
+                              drop_last=True)
         per_rank = max(1, self.meta_batch // self._world())
         return DataLoader(EpisodeDataset(self.sampler("train"), self.train_tasks), batch_size=per_rank,
-                          shuffle=False)
+                          shuffle=False, generator=self._generator("train"))
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(EpisodeDataset(self.sampler("val"), self.val_episodes), batch_size=self.eval_batch)
+        return DataLoader(EpisodeDataset(self.sampler("val"), self.val_episodes), batch_size=self.eval_batch,
+                          generator=self._generator("val"))
 
     def test_dataloader(self) -> DataLoader:
-        return DataLoader(EpisodeDataset(self.sampler("test"), self.test_episodes), batch_size=self.eval_batch)
+        return DataLoader(EpisodeDataset(self.sampler("test"), self.test_episodes), batch_size=self.eval_batch,
+                          generator=self._generator("test"))
 
 
 def splits_fingerprint(splits: Mapping[str, Sequence[str]]) -> str:

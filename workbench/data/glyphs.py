@@ -116,14 +116,15 @@ class Glyphs:
         """What identifies this benchmark in a run record."""
         return {"name": "glyphs", "version": GENERATOR_VERSION, "seed": self.seed,
                 "classes": len(self.classes), "instances": int(self.images.shape[1]),
-                "alphabets": self.alphabet_names, "sha1": self.meta.get("sha1")}
+                "alphabets": self.alphabet_names, "fingerprint": self.meta.get("sha1")}
 
     def to_source(self):
         """This benchmark as an :class:`~workbench.data.episodes.TensorSource`."""
         from .episodes import TensorSource
 
+        # rotation_distinct: the near-duplicate rule compared every class with the others' rotations
         return TensorSource.from_stacked(self.images, self.classes, groups=self.alphabets,
-                                         name="glyphs", fingerprint=self.fingerprint())
+                                         name="glyphs", fingerprint=self.fingerprint(), rotation_distinct=True)
 
 
 def font_dir() -> Path:

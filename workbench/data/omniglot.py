@@ -19,7 +19,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from .episodes import SPLITS, FolderSource, _images_in, _scan
+from .episodes import SPLITS, FolderSource
+from .folders import class_folders
 
 OMNIGLOT_PARTS = ("images_background", "images_evaluation")
 
@@ -64,7 +65,7 @@ def omniglot_source(root: str | Path, image_size: int = 28, background: bool | N
             raise FileNotFoundError(f"omniglot: {want} not found under {str(root)!r}")
     classes = []
     for p in parts:
-        classes.extend(_scan(p, depth=2))
+        classes.extend(class_folders(p, depth=2))
     return FolderSource(root, image_size=image_size, channels=1, invert=True, name="omniglot", classes=classes)
 
 
@@ -104,9 +105,9 @@ def miniimagenet_source(root: str | Path, image_size: int = 84) -> tuple[FolderS
     if split_dirs:
         classes, predefined = [], {}
         for d in split_dirs:
-            for name, _, fs in _scan(d, depth=1):
+            for name, _, fs in class_folders(d, depth=1):
                 classes.append((name, name, fs))
                 predefined[name] = d.name
         return FolderSource(root, image_size, 3, name="miniimagenet", classes=classes), predefined
-    classes = [(n, n, _images_in(root / n)) for n, _, _ in _scan(root, depth=1)]
+    classes = class_folders(root, depth=1)
     return FolderSource(root, image_size, 3, name="miniimagenet", classes=classes), None

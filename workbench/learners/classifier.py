@@ -7,15 +7,15 @@ Logged metrics (what the run log and the panels read):
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import pytorch_lightning as pl
 import torch
 
-from ..config import TrainingCommand, build_component
+from .. import registry, runtime
+from ..commands import parse
 from ..nets.builder import build_model
-from .. import registry
+from ..registry import build_component
 
 
 class ImageClassifier(pl.LightningModule):
@@ -32,13 +32,18 @@ class ImageClassifier(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters({"command": dict(command), "classes": list(classes),
                                    "in_shape": [int(v) for v in in_shape]})
-        self.command = TrainingCommand.from_dict(command)
+        self.command = parse(command)
         self.classes = list(classes)
         self.model = build_model(self.command.model, n_labels=len(self.classes), in_shape=tuple(in_shape))
         self.criterion = build_component(self.command.criterion, registry.losses(), "criterion", "loss")
         self.test_results: dict[str, Any] | None = None
         self._test_logits: list[torch.Tensor] = []
         self._test_targets: list[torch.Tensor] = []
+
+    @classmethod
+    def from_command(cls, cmd: Any, data: Any) -> "ImageClassifier":
+        """The classifier a baseline command describes, over ``data``'s classes and input shape."""
+        return cls(cmd.to_dict(), data.classes, data.in_shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -90,39 +95,36 @@ class ImageClassifier(pl.LightningModule):
 
 def classification_report(logits: torch.Tensor, targets: torch.Tensor, classes: Sequence[str],
                           top_k: int = 3) -> dict[str, Any]:
-    """Accuracy, top-k accuracy, per-class accuracy and the confusion matrix (rows = true class)."""
+    """Accuracy, top-k accuracy, per-class accuracy and the confusion matrix (rows = true class).
+
+    The numbers are torchmetrics' (``multiclass_accuracy``, ``multiclass_confusion_matrix``);
+    a class without test images has per-class accuracy ``None``.
+    """
+    from torchmetrics.functional.classification import multiclass_accuracy, multiclass_confusion_matrix
+
     n = len(classes)
     k = max(1, min(int(top_k), n))
-    preds = logits.argmax(1) if len(targets) else torch.zeros(0, dtype=torch.long)
-    conf = torch.zeros(n, n, dtype=torch.long)
-    for t, p in zip(targets.tolist(), preds.tolist()):
-        conf[t, p] += 1
     total = int(len(targets))
-    acc = float((preds == targets).float().mean()) if total else float("nan")
-    topk = float((logits.topk(k, dim=1).indices == targets[:, None]).any(1).float().mean()) if total else float("nan")
-    per_class = {}
-    for i, c in enumerate(classes):
-        row = int(conf[i].sum())
-        per_class[c] = float(conf[i, i]) / row if row else None
-    return {"accuracy": acc, "top_k": k, "top_k_accuracy": topk, "per_class_accuracy": per_class,
-            "confusion_matrix": conf.tolist(), "classes": list(classes), "n_test": total}
+    out: dict[str, Any] = {"top_k": k, "classes": list(classes), "n_test": total}
+    if not total:
+        return {**out, "accuracy": float("nan"), "top_k_accuracy": float("nan"),
+                "per_class_accuracy": {c: None for c in classes}, "confusion_matrix": [[0] * n for _ in range(n)]}
+    conf = multiclass_confusion_matrix(logits, targets, num_classes=n)
+    per_class = multiclass_accuracy(logits, targets, num_classes=n, average=None)
+    support = conf.sum(1)
+    return {**out, "accuracy": float(multiclass_accuracy(logits, targets, num_classes=n, average="micro")),
+            "top_k_accuracy": float(multiclass_accuracy(logits, targets, num_classes=n, average="micro", top_k=k)),
+            "per_class_accuracy": {c: float(per_class[i]) if support[i] else None for i, c in enumerate(classes)},
+            "confusion_matrix": conf.tolist()}
 
 
 def load_classifier(run_ref: str, log: Any = None, checkpoint: str | None = None) -> tuple[ImageClassifier, dict]:
     """Reload a trained run's classifier (best checkpoint unless ``checkpoint`` is given) and its record."""
-    from ..runlog import RunLog, RunLogError
+    from ..runlog import RunLog
+    from .loading import load_learner
 
-    log = log or RunLog()
-    rec = log.get(run_ref, metrics=False)
-    arts = rec.get("artifacts") or {}
-    ckpt = checkpoint or arts.get("checkpoint") or arts.get("last_checkpoint")
-    if not ckpt:
-        raise RunLogError(f"run {rec['id']} ({rec.get('name')}) has no checkpoint (status {rec.get('status')})")
-    p = Path(ckpt)
-    if not p.is_absolute():
-        p = Path(rec["dir"]) / p
-    model = ImageClassifier.load_from_checkpoint(str(p), map_location="cpu", weights_only=False)
-    model.eval()
+    rec = (log or RunLog()).get(run_ref, metrics=False)
+    model, _ = load_learner(rec, checkpoint)
     return model, rec
 
 
@@ -133,17 +135,19 @@ def predict(run: str | Mapping[str, Any], images: Sequence[Any], log: Any = None
     Returns one dict per image: ``label``, ``probability`` and the ``top`` (label, probability) pairs.
     The images go through the run's own preprocessing (mode, PIL ops, size, eval transforms).
     """
-    from ..data.imagefolder import build_transform, load_image
+    from ..data.folders import load_image
+    from ..data.imagefolder import build_transform
 
     ref = run["id"] if isinstance(run, Mapping) else run
     model, _ = load_classifier(ref, log)
     cmd = model.command
     tf = build_transform(cmd.eval_transforms, "eval_transforms")
     xs = []
-    for im in images:
+    for i, im in enumerate(images):
         x = torch.from_numpy(load_image(im, cmd.channels, cmd.image_hw, cmd.pil_ops))
         if tf is not None:
-            x = tf(x)
+            with runtime.seeded(runtime.derive_seed(cmd.seed, "predict", i)):
+                x = tf(x)
         if x.dtype == torch.uint8:
             x = x.float().div_(255.0)
         xs.append(x)

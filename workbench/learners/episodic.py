@@ -1,7 +1,10 @@
 """Shared Lightning plumbing for episodic few-shot learners (MAML, ProtoNet, fine-tune).
 
-Every learner implements :meth:`EpisodicModule.task_logits` — adapt to one task's support
-set and score its query set — and inherits validation/test steps that call it per task.
+Every learner implements one adaptation method, :meth:`EpisodicModule.adapt` (learn2learn's
+idea): given one task's support set it returns a *scorer* — a function from query images to
+logits — without changing the module. Scoring a task (:meth:`~EpisodicModule.task_logits`),
+validation and testing here, and :func:`workbench.learners.adapt.adapt` (a classifier for new
+classes) all go through it.
 
 Lightning runs ``validate``/``test`` under ``torch.inference_mode()``. Adaptation needs
 gradients there (MAML's inner loop, the fine-tune baseline's head), and tensors made in
@@ -11,25 +14,20 @@ gradients and clones the batch into ordinary tensors. Users can therefore call
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
+import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-import pytorch_lightning as pl
-
-#: Optimizers accepted when :mod:`workbench.registry` is unavailable.
-_FALLBACK_OPTIMIZERS = ("Adam", "AdamW", "SGD", "RMSprop")
+Scorer = Callable[[torch.Tensor], torch.Tensor]
 
 
 def build_optimizer(name: str, params: dict[str, Any] | None, parameters: Iterable[torch.nn.Parameter]):
     """An optimizer from a registry name (``torch.optim`` classes; never ``eval``)."""
-    try:
-        from ..registry import optimizers
+    from ..registry import optimizers
 
-        table = optimizers()
-    except Exception:  # the registry is optional here: fall back to a fixed allow-list
-        table = {n: getattr(torch.optim, n) for n in _FALLBACK_OPTIMIZERS}
+    table = optimizers()
     if name not in table:
         raise ValueError(f"optimizer.name: unknown optimizer {name!r} (allowed: {', '.join(sorted(table))})")
     return table[name](parameters, **dict(params or {}))
@@ -38,6 +36,9 @@ def build_optimizer(name: str, params: dict[str, Any] | None, parameters: Iterab
 class EpisodicModule(pl.LightningModule):
     """Base class: per-task evaluation on batches of episodes, logging ``{val,test}_accuracy``."""
 
+    #: What meta-training batches are: ``"episodes"`` (tasks) or ``"images"`` (plain mini-batches
+    #: over all meta-train classes, the fine-tune baseline's pre-training).
+    trains_on = "episodes"
     #: Per-episode accuracies of the last ``trainer.test`` (for the 95% CI).
     test_episode_accuracies: list[float]
 
@@ -45,10 +46,23 @@ class EpisodicModule(pl.LightningModule):
         super().__init__()
         self.test_episode_accuracies = []
 
+    @classmethod
+    def from_command(cls, cmd: Any, data: Any = None) -> "EpisodicModule":
+        """The module a few-shot command describes (``data.n_classes``: meta-train classes)."""
+        raise NotImplementedError
+
+    def adapt(self, support_x: torch.Tensor, support_y: torch.Tensor, n_way: int) -> Scorer:
+        """Adapt to one task's support set; returns ``scorer(query_x) -> logits [n_query, n_way]``."""
+        raise NotImplementedError
+
     def task_logits(self, support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.Tensor,
                     n_way: int) -> torch.Tensor:
         """Adapt to one task's support set and return query logits ``[n_query, n_way]``."""
-        raise NotImplementedError
+        return self.adapt(support_x, support_y, n_way)(query_x)
+
+    def configure_optimizers(self):
+        h = self.hparams
+        return build_optimizer(h.optimizer, h.optimizer_params or {"lr": 1e-3}, self.parameters())
 
     def evaluate_batch(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-task query ``(loss, accuracy)`` for a batch of episodes, gradients available inside."""

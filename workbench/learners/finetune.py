@@ -7,12 +7,14 @@ meta-learners should clear.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..nets.backbones import conv4
-from .episodic import EpisodicModule, build_optimizer
+from .episodic import EpisodicModule, Scorer
 
 
 def fit_head(z_support: torch.Tensor, y_support: torch.Tensor, n_way: int, steps: int = 100,
@@ -36,12 +38,21 @@ def fit_head(z_support: torch.Tensor, y_support: torch.Tensor, n_way: int, steps
 class Finetune(EpisodicModule):
     """Classifier pre-trained on meta-train classes; per-task linear head on frozen features."""
 
+    trains_on = "images"
+
     def __init__(self, n_classes: int, in_channels: int = 1, image_size: int = 28, hidden: int = 64,
                  head_steps: int = 100, head_lr: float = 0.01, optimizer: str = "Adam",
                  optimizer_params: dict | None = None) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.net = conv4(in_channels, n_classes, hidden, image_size, track_running_stats=True)
+
+    @classmethod
+    def from_command(cls, cmd: Any, data: Any = None) -> "Finetune":
+        f = cmd.finetune
+        return cls(n_classes=max(1, int(getattr(data, "n_classes", 1))), in_channels=cmd.channels, image_size=cmd.image_size,
+                   hidden=cmd.model.params.hidden, head_steps=f.head_steps, head_lr=f.head_lr,
+                   optimizer=cmd.optimizer.name, optimizer_params=cmd.optimizer.params)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -58,11 +69,12 @@ class Finetune(EpisodicModule):
         with torch.no_grad():
             return self.net.features(x)
 
-    def task_logits(self, support_x, support_y, query_x, n_way):
-        head = fit_head(self.features(support_x), support_y, n_way, self.hparams.head_steps, self.hparams.head_lr)
-        with torch.no_grad():
-            return head(self.features(query_x))
+    def adapt(self, support_x: torch.Tensor, support_y: torch.Tensor, n_way: int) -> Scorer:
+        """A fresh linear head fitted on the support set's frozen features."""
+        with torch.enable_grad():
+            head = fit_head(self.features(support_x), support_y, n_way, self.hparams.head_steps, self.hparams.head_lr)
 
-    def configure_optimizers(self):
-        h = self.hparams
-        return build_optimizer(h.optimizer, h.optimizer_params or {"lr": 1e-3}, self.parameters())
+        def score(x: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                return head(self.features(x))
+        return score

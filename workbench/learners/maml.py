@@ -24,7 +24,7 @@ accuracy therefore depends on the whole query set being scored together (as in t
 """
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -32,7 +32,7 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from ..nets.backbones import conv4
-from .episodic import EpisodicModule, build_optimizer
+from .episodic import EpisodicModule, Scorer
 
 Params = dict[str, torch.Tensor]
 VECTORIZE = ("auto", "vmap", "loop")
@@ -191,6 +191,16 @@ class MAML(EpisodicModule):
             self.inner_lrs = nn.ParameterDict({k.replace(".", "__"): nn.Parameter(torch.full_like(p, inner_lr))
                                                for k, p in self.net.named_parameters()})
 
+    @classmethod
+    def from_command(cls, cmd: Any, data: Any = None) -> "MAML":
+        """MAML / FOMAML / Meta-SGD as the command's kind describes it (``cmd.traits``)."""
+        m, t = cmd.maml, cmd.traits
+        return cls(n_way=cmd.episodes.n_way, in_channels=cmd.channels, image_size=cmd.image_size,
+                   hidden=cmd.model.params.hidden, inner_steps=m.inner_steps, inner_lr=m.inner_lr,
+                   test_inner_steps=m.test_inner_steps, test_inner_lr=m.test_inner_lr, first_order=t.first_order,
+                   learn_inner_lr=t.learn_inner_lr, optimizer=cmd.optimizer.name,
+                   optimizer_params=cmd.optimizer.params, vectorize=m.vectorize, fast_bn=m.fast_bn)
+
     def params(self) -> Params:
         return dict(self.net.named_parameters())
 
@@ -225,13 +235,11 @@ class MAML(EpisodicModule):
         adapted = inner_adapt(self.net, params, sx, sy, steps, lr, first_order=True, lrs=lrs)
         return {k: v.detach() for k, v in adapted.items()}
 
-    def task_logits(self, support_x, support_y, query_x, n_way):
+    def adapt(self, support_x: torch.Tensor, support_y: torch.Tensor, n_way: int) -> Scorer:
+        """Test-time adapted weights for the support set; scores queries with them (transductive BN)."""
         if n_way != self.hparams.n_way:
             raise ValueError(f"n_way: this MAML model was meta-trained {self.hparams.n_way}-way and cannot score "
                              f"{n_way}-way tasks; meta-train a {n_way}-way model")
-        adapted = self.adapt_params(support_x, support_y)
-        return functional_call(self.net, adapted, (query_x,))
-
-    def configure_optimizers(self):
-        h = self.hparams
-        return build_optimizer(h.optimizer, h.optimizer_params or {"lr": 1e-3}, self.parameters())
+        with torch.enable_grad():
+            adapted = self.adapt_params(support_x, support_y)
+        return lambda x: functional_call(self.net, adapted, (x,))

@@ -7,11 +7,13 @@ with more ways than testing (``train_n_way`` in the data module) helps, as in th
 """
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
 from ..nets.backbones import conv4
-from .episodic import EpisodicModule, build_optimizer
+from .episodic import EpisodicModule, Scorer
 
 
 def prototypes(z_support: torch.Tensor, y_support: torch.Tensor, n_way: int) -> torch.Tensor:
@@ -36,6 +38,11 @@ class ProtoNet(EpisodicModule):
         self.save_hyperparameters()
         self.encoder = conv4(in_channels, 0, hidden, image_size, track_running_stats=True)
 
+    @classmethod
+    def from_command(cls, cmd: Any, data: Any = None) -> "ProtoNet":
+        return cls(in_channels=cmd.channels, image_size=cmd.image_size, hidden=cmd.model.params.hidden,
+                   optimizer=cmd.optimizer.name, optimizer_params=cmd.optimizer.params)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x)
 
@@ -57,10 +64,12 @@ class ProtoNet(EpisodicModule):
         self.log("train_accuracy", acc, on_step=True, batch_size=sx.shape[0])
         return loss
 
-    def task_logits(self, support_x, support_y, query_x, n_way):
+    def adapt(self, support_x: torch.Tensor, support_y: torch.Tensor, n_way: int) -> Scorer:
+        """Class prototypes of the support set; queries are scored by distance to them."""
         with torch.no_grad():
-            return self.batch_logits(support_x[None], support_y[None], query_x[None])[0]
+            protos = prototypes(self.encoder(support_x), support_y, n_way)
 
-    def configure_optimizers(self):
-        h = self.hparams
-        return build_optimizer(h.optimizer, h.optimizer_params or {"lr": 1e-3}, self.parameters())
+        def score(x: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                return proto_logits(self.encoder(x), protos)
+        return score

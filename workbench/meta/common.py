@@ -8,18 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from typing import Any, Iterable, Mapping
 
+from ..records import SCORE_KEYS, RunView, finite
 from ..runlog import RunLog
-
-#: Summary keys tried, in order, for a run's score (higher is better).
-SCORE_KEYS = ("test_accuracy", "accuracy", "test_acc", "best_val_accuracy", "final_val_accuracy", "val_accuracy",
-              "val_acc")
 
 #: Top-level config keys that say *where*, *who* or *which draw*, not *how*: never hyperparameters.
 NON_HPARAM_TOP = ("data", "data_dir", "dataset", "name", "labels", "label_names", "seed", "run_name", "tags",
-                  "description", "notes", "out_dir")
+                  "description", "notes", "out_dir", "threads")
 #: Nested keys (last dotted part) that are locations, not choices.
 NON_HPARAM_LEAF = ("data_dir", "root", "out_dir", "dataset_dir")
 
@@ -107,26 +103,17 @@ def lower_is_better(metric: str) -> bool:
     return any(w in m for w in ("loss", "error", "err", "nll", "perplexity"))
 
 
-def _finite(v: Any) -> float | None:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return None
-    return float(v) if math.isfinite(v) else None
-
-
 def run_score(rec: Mapping[str, Any], key: str | None = None) -> float | None:
     """The run's score (higher is better), or ``None`` when it has none.
 
     With ``key`` only that summary key (or epoch metric: best over epochs) is used.
     """
-    summary = rec.get("summary") or {}
-    keys = (key,) if key else SCORE_KEYS
-    for k in keys:
-        v = _finite(summary.get(k))
-        if v is not None:
-            return v
+    score = RunView.of(rec).score(key)
+    if score is not None:
+        return score.value
     # fall back on per-epoch validation metrics: the best epoch
-    for k in keys:
-        vals = [_finite(e.get(k)) for e in rec.get("epochs") or []]
+    for k in (key,) if key else SCORE_KEYS:
+        vals = [finite(e.get(k)) for e in rec.get("epochs") or []]
         vals = [v for v in vals if v is not None]
         if vals:
             return min(vals) if lower_is_better(k) else max(vals)

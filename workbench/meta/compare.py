@@ -32,23 +32,22 @@ def run_label(rec: dict, taken: set[str] | None = None) -> str:
 
 
 def smooth_ema(values: Sequence[float], weight: float) -> list[float]:
-    """TensorBoard-style debiased exponential moving average (``weight`` in [0, 1)); NaN passes through."""
+    """TensorBoard-style debiased exponential moving average (``weight`` in [0, 1)); NaN/inf pass through.
+
+    pandas ``ewm(alpha=1 - weight, adjust=True)`` is exactly the debiased EMA; ``ignore_na``
+    lets a non-finite point neither count nor reset the average, and the point itself is kept.
+    """
+    import numpy as np
+    import pandas as pd
+
     if not 0 <= weight < 1:
         raise ValueError(f"smooth = {weight!r}: expected a weight in [0, 1) (0 = no smoothing)")
-    if weight == 0:
-        return [float(v) for v in values]
-    out: list[float] = []
-    acc = 0.0
-    n = 0
-    for v in values:
-        v = float(v)
-        if not math.isfinite(v):
-            out.append(v)
-            continue
-        n += 1
-        acc = weight * acc + (1 - weight) * v
-        out.append(acc / (1 - weight ** n))  # debias: early points are not pulled to 0
-    return out
+    x = np.asarray([float(v) for v in values], dtype=float)
+    if weight == 0 or not len(x):
+        return x.tolist()
+    ok = np.isfinite(x)
+    smooth = pd.Series(np.where(ok, x, np.nan)).ewm(alpha=1 - weight, adjust=True, ignore_na=True).mean().to_numpy()
+    return np.where(ok, smooth, x).tolist()
 
 
 def metric_names(runs: Iterable[Any], log: RunLog | None = None) -> list[str]:

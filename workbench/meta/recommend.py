@@ -187,14 +187,17 @@ def task_distances(new: Mapping[str, Any], tasks: Sequence[Mapping[str, Any]]) -
 
 
 def nearest_tasks(new: Mapping[str, Any], index: TaskIndex, k: int = 3) -> list[tuple[Task, float]]:
-    """The ``k`` past tasks nearest to meta-features ``new``, nearest first."""
+    """The ``k`` past tasks nearest to meta-features ``new``, nearest first (scikit-learn ``NearestNeighbors``)."""
+    from sklearn.neighbors import NearestNeighbors
+
     if len(index) == 0:
         raise ValueError("no past tasks with scored, finished runs in the run log "
                          f"(skipped: {index.skipped or 'none'}); run a sweep first")
     tasks = list(index.tasks.values())
-    d = task_distances(new, [t.features for t in tasks])
-    order = sorted(range(len(tasks)), key=lambda i: d[i])[:max(1, k)]
-    return [(tasks[i], d[i]) for i in order]
+    V = _vectors([new, *[t.features for t in tasks]])
+    nn = NearestNeighbors(n_neighbors=min(max(1, k), len(tasks)), algorithm="brute").fit(V[1:])
+    dist, idx = nn.kneighbors(V[:1])
+    return [(tasks[int(i)], float(d)) for d, i in zip(dist[0], idx[0])]
 
 
 @dataclass

@@ -73,16 +73,14 @@ def _command_dict(base: Any) -> dict[str, Any]:
         return base.to_dict()
     if isinstance(base, Mapping):
         return copy.deepcopy(dict(base))
-    raise TypeError(f"base_command: expected a TrainingCommand or a dict, got {type(base).__name__}")
+    raise TypeError(f"base_command: expected a training command or a dict, got {type(base).__name__}")
 
 
 def _check_command(cmd: dict[str, Any]) -> dict[str, Any]:
-    """Parse through TrainingCommand when it exists (catches bad keys/types before anything runs)."""
-    try:
-        from ..config import TrainingCommand
-    except ImportError:  # running without the training module (tests with an injected runner)
-        return cmd
-    return TrainingCommand.from_dict(cmd).to_dict()
+    """Parse through the command language (any kind): bad keys and types fail before anything runs."""
+    from ..commands import parse
+
+    return parse(cmd).to_dict()
 
 
 def expand_space(space: Mapping[str, Any], strategy: str = "grid", n: int | None = None,
@@ -171,16 +169,17 @@ class Sweep:
                  tags: Iterable[str] = (), retry_failed: bool = False, describe_task: bool = True,
                  test: bool = False, tester: Callable[..., Any] | None = None) -> None:
         base = _command_dict(base_command)
-        flat = flatten(base)
+        full = _check_command(base)  # every field, defaults included: a space may vary any of them
+        flat = flatten(full)
         for k in space:
             top = k.split(".")[0]
-            if top not in base and k not in flat:
+            if top not in full and k not in flat:
                 from ..registry import close_matches
 
-                near = close_matches(top, list(base))
+                near = close_matches(top, list(full))
                 raise ValueError(f"space key {k!r}: {top!r} is not a field of the command"
                                  + (f"; did you mean {near[0]!r}?" if near else "")
-                                 + f" (fields: {', '.join(sorted(base))})")
+                                 + f" (fields: {', '.join(sorted(full))})")
         if pool < 1:
             raise ValueError(f"pool = {pool!r}: expected ≥ 1")
         self.base = base
@@ -202,14 +201,15 @@ class Sweep:
         self.tag = f"sweep:{self.name}"
         self.variants: list[Variant] = []
         for i, params in enumerate(expand_space(self.space, strategy, n, seed)):
-            cmd = copy.deepcopy(base)
+            given, cmd = copy.deepcopy(base), copy.deepcopy(full)
             for k, v in params.items():
+                unflatten_set(given, k, copy.deepcopy(v))
                 unflatten_set(cmd, k, copy.deepcopy(v))
             if self.data is not None:
-                cmd["data"] = self.data
-            # identity = what was asked for, not the normalised command: a field added to
-            # TrainingCommand later must not make a resumed sweep re-run everything
-            ident_hash = stable_hash({"command": cmd, "data": self.data})
+                given["data"] = cmd["data"] = self.data
+            # identity = what was asked for, not the normalised command: a field added to the
+            # command language later must not make a resumed sweep re-run everything
+            ident_hash = stable_hash({"command": given, "data": self.data})
             try:
                 cmd = _check_command(cmd)
             except ValueError as exc:

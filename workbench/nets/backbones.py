@@ -79,13 +79,14 @@ def resnet18(in_channels: int = 3, n_out: int = 10, weights_path: str | Path | N
     """
     from torchvision.models import resnet18 as tv_resnet18
 
+    from .weights import load_checkpoint
+
     model = tv_resnet18(weights=None)
     if weights_path is not None:
         p = Path(weights_path).expanduser()
         if not p.is_file():
             raise FileNotFoundError(f"resnet18 weights_path {str(p)!r} is not a file (weights are never downloaded)")
-        state = torch.load(p, map_location="cpu", weights_only=True)
-        model.load_state_dict(state)
+        model.load_state_dict(load_checkpoint(p))
     if in_channels != 3:
         model.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
     model.fc = nn.Linear(model.fc.in_features, n_out)

@@ -13,23 +13,124 @@ sample through the layers built so far — so it works across layer types (Conv2
 Flatten → Linear needs ``C·H·W``, which no same-type rule could know). A size parameter
 the layer requires and the user left out (``in_features`` …) is inferred the same way.
 ``"n_labels"`` becomes the number of classes.
+
+Layers that draw random numbers in training (dropout, ``RReLU``) are built as variants with
+their own generator (:func:`own_randomness`): each call draws a seed from it and runs under
+:func:`workbench.runtime.seeded`, so a job's dropout masks never depend on what other jobs in
+the process draw. The generator is seeded when the layer is built — inside the job's seeded
+initialisation, so from the command's seed.
 """
 from __future__ import annotations
 
+import copy
 import math
-import threading
 from typing import Any, Mapping
 
 import torch
+from pydantic import ValidationError, model_validator
 from torch import nn
 
-from ..config import Component, ConfigError, ModelSpec, build_component, check_params, unknown_name
-from .. import registry
+from .. import registry, runtime
+from ..registry import Component, ConfigError, Strict, build_component, check_params, show, unknown_name
 from .backbones import PRESETS
 
-#: Held while weights are initialised from the global torch RNG (validation dry runs, a job's
-#: seeded model init), so concurrent jobs in one kernel cannot draw from each other's stream.
-RNG_LOCK = threading.RLock()
+#: torch.nn layers that draw from torch's global RNG in training mode.
+RANDOM_LAYERS = ("Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "FeatureAlphaDropout", "RReLU")
+
+
+class ModelSpec(Strict):
+    """A preset (``small_cnn``, ``conv4``, ``resnet18``) with params, or a list of layers.
+
+    Accepts a preset name, a list of layers, or ``{"preset": …, "params": {…}}`` /
+    ``{"layers": […]}``.
+    """
+
+    preset: str | None = "small_cnn"
+    params: dict[str, Any] = {}
+    layers: list[Component] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _forms(cls, d: Any) -> Any:
+        if isinstance(d, ModelSpec):
+            return d
+        if isinstance(d, str):
+            return {"preset": d}
+        if isinstance(d, list):
+            d = {"layers": d}
+        if not isinstance(d, Mapping):
+            raise ConfigError("", f"expected a preset name, a list of layers or an object, got {show(d)}", d)
+        d = dict(d)
+        if d.get("layers") is not None:
+            if d.get("preset") is not None:
+                raise ConfigError("preset", "give either 'preset' or 'layers', not both", d["preset"])
+            if not isinstance(d["layers"], list) or not d["layers"]:
+                raise ConfigError("layers", f"expected a non-empty list of layers, got {show(d['layers'])}",
+                                  d["layers"])
+            d["preset"] = None
+        elif "preset" not in d or d["preset"] is None:
+            d["preset"] = "small_cnn"
+        if d.get("params") is None:
+            d["params"] = {}
+        return d
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"layers": […]}`` or ``{"preset": …, "params": {…}}`` (what the command stores)."""
+        if self.layers is not None:
+            return {"layers": [c.to_dict() for c in self.layers]}
+        return {"preset": self.preset, "params": copy.deepcopy(self.params)}
+
+    @classmethod
+    def parse(cls, d: Any, path: str = "model") -> "ModelSpec":
+        """A spec from any accepted form; problems raise :class:`ConfigError` under ``path``."""
+        if isinstance(d, ModelSpec):
+            return d
+        try:
+            return cls.model_validate(d)
+        except ValidationError as exc:
+            raise registry.from_validation_error(exc, cls, path) from None
+
+
+class _OwnRandomness:
+    """Mixin for a random layer: its draws come from its own generator, not the process's."""
+
+    _seed: int
+    _gen: torch.Generator | None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return super().forward(x)  # type: ignore[misc]
+        if self._gen is None:
+            self._gen = torch.Generator().manual_seed(self._seed)
+        draw = int(torch.randint(0, 2 ** 62, (), generator=self._gen))
+        with runtime.seeded(draw, x.device):
+            return super().forward(x)  # type: ignore[misc]
+
+    def __getstate__(self) -> dict:
+        state = dict(super().__getstate__())  # type: ignore[misc]
+        state["_gen"] = None  # a generator does not pickle; it is re-made from _seed
+        return state
+
+
+#: The own-generator variant of each random layer, named like the torch class (module-level, so
+#: models pickle: ``workbench.nets.builder.Dropout`` …).
+_VARIANTS = {name: type(name, (_OwnRandomness, getattr(nn, name)), {"__module__": __name__, "__qualname__": name})
+             for name in RANDOM_LAYERS}
+globals().update(_VARIANTS)
+
+
+def own_randomness(layer: nn.Module) -> nn.Module:
+    """Give a random layer (:data:`RANDOM_LAYERS`) its own generator, seeded now (in place).
+
+    The seed is drawn from torch's RNG at build time — inside a job's seeded initialisation,
+    so a pure function of the command's seed. Other layers are returned unchanged.
+    """
+    if type(layer).__name__ in RANDOM_LAYERS and not isinstance(layer, _OwnRandomness):
+        layer.__class__ = _VARIANTS[type(layer).__name__]
+        layer._seed = int(torch.randint(0, 2 ** 62, ()))
+        layer._gen = None
+    return layer
+
 
 #: Parameters "auto" can fill, and how: from the channel dim (1) or the last dim of the input.
 AUTO_RULES: dict[str, str] = {
@@ -117,7 +218,7 @@ def build_model(spec: ModelSpec | Mapping[str, Any] | list | str, n_labels: int,
             if comp.name not in table:
                 raise unknown_name(f"{lp}.name", comp.name, list(table), "layer")
             params = _resolve(comp, tuple(x.shape), n_labels, lp)
-            layer = build_component(Component(comp.name, params), table, lp, "layer")
+            layer = own_randomness(build_component(Component(comp.name, params), table, lp, "layer"))
             layer.eval()
             x = _dry(layer, x, lp, comp.name)
             built.append(layer)

@@ -89,3 +89,62 @@ def loss_png(runs: Mapping[str, Sequence[Mapping[str, Any]]], title: str = "") -
 def confusion_png(matrix: Sequence[Sequence[int]], classes: Sequence[str], title: str = "") -> bytes:
     """PNG of a confusion matrix."""
     return figure_png(lambda ax: plot_confusion(ax, matrix, classes, title), size=(3.6, 3.2))
+
+
+def live_curves(every: int = 10, title: str | None = None):
+    """A Lightning callback redrawing meta-loss and meta-val accuracy in the notebook as training runs.
+
+    Outside IPython it only collects the history (``.history``); pass it to any run:
+    ``run_training(…, callbacks=[live_curves()])`` or ``train_from_command(…, callbacks=[…])``.
+    It draws with ``display`` from the training thread, so use it with synchronous training
+    in a notebook cell (panels update widget values instead).
+    """
+    import pytorch_lightning as pl
+
+    class LiveCurves(pl.Callback):
+        def __init__(self) -> None:
+            self.history: dict[str, list[tuple[int, float]]] = {"train_loss": [], "val_accuracy": []}
+            self._handle = None
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            v = trainer.callback_metrics.get("train_loss")
+            if v is not None:
+                self.history["train_loss"].append((trainer.global_step, float(v)))
+            if trainer.global_step % every == 0:
+                self.draw()
+
+        def on_validation_epoch_end(self, trainer, pl_module) -> None:
+            v = trainer.callback_metrics.get("val_accuracy")
+            if v is not None and not trainer.sanity_checking:
+                self.history["val_accuracy"].append((trainer.global_step, float(v)))
+
+        def on_train_end(self, trainer, pl_module) -> None:
+            self.draw()
+
+        def draw(self) -> None:
+            try:
+                from IPython import get_ipython
+                from IPython.display import display
+            except ImportError:
+                return
+            if get_ipython() is None:
+                return
+            import matplotlib.pyplot as plt
+
+            fig, (a, b) = plt.subplots(1, 2, figsize=(9, 2.8))
+            for ax, key, label in ((a, "train_loss", "meta-train loss"), (b, "val_accuracy", "meta-val accuracy")):
+                pts = self.history[key]
+                if pts:
+                    ax.plot(*zip(*pts), marker="o" if key == "val_accuracy" else None, ms=3)
+                ax.set_xlabel("meta-iteration")
+                ax.set_title(label)
+            if title:
+                fig.suptitle(title)
+            fig.tight_layout()
+            if self._handle is None:
+                self._handle = display(fig, display_id=True)
+            else:
+                self._handle.update(fig)
+            plt.close(fig)
+
+    return LiveCurves()

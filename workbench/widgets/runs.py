@@ -11,6 +11,7 @@ from typing import Any, Sequence
 
 import ipywidgets as W
 
+from ..records import RunView
 from ..runlog import STATUSES
 from . import plots
 
@@ -18,11 +19,8 @@ ALL = "(all)"
 
 
 def _result(rec: dict) -> str:
-    s = rec.get("summary") or {}
-    for key in ("test_accuracy", "accuracy", "final_val_accuracy", "best_val_accuracy"):
-        if isinstance(s.get(key), (int, float)):
-            return f"{key}={s[key]:.3f}"
-    return ""
+    score = RunView.of(rec).score()
+    return "" if score is None else str(score)
 
 
 class RunsPanel:

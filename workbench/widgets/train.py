@@ -1,7 +1,7 @@
 """The train panel: edit a training command as JSON, Start/Stop it, watch the loss live.
 
-Thin wiring only: parsing and validation are :mod:`workbench.config`, training is
-:func:`workbench.jobs.start_training`, curves are :mod:`workbench.widgets.plots`.
+Thin wiring only: parsing and checking are :mod:`workbench.commands` (any kind of command),
+training is :func:`workbench.jobs.start_training`, curves are :mod:`workbench.widgets.plots`.
 
 Live updates come from a small poller thread that sets widget *values* (an Image's PNG
 bytes, a Label's text). Widget state updates are comm messages, which the front end
@@ -17,7 +17,8 @@ from typing import Any, Mapping
 
 import ipywidgets as W
 
-from ..config import ConfigError, TrainingCommand
+from ..commands import Command, parse
+from ..registry import ConfigError
 from . import plots
 
 DEFAULT_COMMAND: dict[str, Any] = {
@@ -35,12 +36,12 @@ class TrainPanel:
 
     Args:
         data: the image folder to train on (editable in the panel).
-        command: the initial command (dict or TrainingCommand).
+        command: the initial command (a dict or a parsed command, any kind).
         log: the run log (default ``RunLog()``).
         poll_s: seconds between live updates.
     """
 
-    def __init__(self, data: str | Path | None = None, command: Mapping[str, Any] | TrainingCommand | None = None,
+    def __init__(self, data: str | Path | None = None, command: Mapping[str, Any] | Command | None = None,
                  log: Any = None, poll_s: float = 0.5) -> None:
         from ..runlog import RunLog
 
@@ -48,7 +49,7 @@ class TrainPanel:
         self.poll_s = poll_s
         self.job: Any = None
         self._poller: threading.Thread | None = None
-        cmd = command.to_dict() if isinstance(command, TrainingCommand) else dict(command or DEFAULT_COMMAND)
+        cmd = command.to_dict() if isinstance(command, Command) else dict(command or DEFAULT_COMMAND)
         self.editor = W.Textarea(value=json.dumps(cmd, indent=1), description="Command",
                                  layout=W.Layout(width="100%", height="220px"))
         self.data = W.Text(value=str(data or ""), description="Data", placeholder="image folder root/<class>/<img>",
@@ -63,7 +64,6 @@ class TrainPanel:
         self.results = W.HTML()
         self.start_button.on_click(lambda _: self.start())
         self.stop_button.on_click(lambda _: self.stop())
-        self._scanned: tuple[Any, int | None] = (None, None)
         self.editor.observe(lambda _: self.check(), names="value")
         self.data.observe(lambda _: self.check(), names="value")
         self.widget = W.VBox([
@@ -74,30 +74,18 @@ class TrainPanel:
         self.check()
 
     # -- actions -------------------------------------------------------------------
-    def command(self) -> TrainingCommand:
+    def command(self) -> Command:
         """The editor's command, parsed (raises ConfigError)."""
-        return TrainingCommand.from_json(self.editor.value)
-
-    def _n_labels(self, cmd: TrainingCommand) -> int | None:
-        """Classes in the data folder (cached per folder and mapping), so shape messages use the real count."""
-        from ..data.imagefolder import scan_folder
-
-        key = (self.data.value.strip(), json.dumps([cmd.labels, cmd.label_map]))
-        if key != self._scanned[0]:
-            try:
-                n: int | None = len(scan_folder(key[0], cmd.labels, cmd.label_map)[0]) if key[0] else None
-            except (ConfigError, OSError):
-                n = None  # reported on Start, with the field that is wrong
-            self._scanned = (key, n)
-        return self._scanned[1]
+        return parse(self.editor.value)
 
     def check(self) -> bool:
-        """Validate the editor's JSON: names, parameters and shapes (against the data folder's classes)."""
+        """Check the editor's command: fields, names, parameters and shapes (against the data folder)."""
         try:
-            cmd = self.command()
-            cmd.validate(self._n_labels(cmd))
-        except ConfigError as exc:
-            self.message.value = f"<span style='color:#b00'>✗ {_esc(str(exc))}</span>"
+            self.command().check(self.data.value.strip() or None)
+        except (ConfigError, OSError) as exc:
+            problems = getattr(exc, "problems", [exc])
+            self.message.value = "<br>".join(f"<span style='color:#b00'>✗ {_esc(getattr(p, 'message', str(p)))}</span>"
+                                             for p in problems)
             return False
         self.message.value = "<span style='color:#070'>✓ command is valid</span>"
         return True
@@ -150,7 +138,7 @@ class TrainPanel:
                 self.message.value = f"live update failed: {_esc(str(exc))}"
             if done:
                 break
-            self.job._done.wait(self.poll_s)
+            self.job.wait(self.poll_s)  # returns early when the job ends
         self._finished()
 
     def refresh(self, seen: int = -1) -> int:
