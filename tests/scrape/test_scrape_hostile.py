@@ -203,7 +203,7 @@ from workbench.scrape.stub_content import megapixel_png
 megapixel_png()  # generated before the baseline: the stub's own 236 KB bodies are not the scrape's memory
 with SerpApiStub(faults={"megapixel": True}) as stub, tempfile.TemporaryDirectory() as d:
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    res = scrape(["red fox"], d + "/ds", limit=40, base_url=stub.base_url, runlog=RunLog(d + "/r.json"),
+    res = scrape(["red fox"], d + "/ds", limit=60, base_url=stub.base_url, runlog=RunLog(d + "/r.json"),
                  log=lambda m: None, thumbnail_fallback=False, workers=8)
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(res.rejects.get("too_many_pixels", 0), (after - before) // 1024)
