@@ -14,8 +14,14 @@ parallel.
 
 **Threads.** Bit-identical results are promised at a fixed intra-op thread count only (reduction
 order depends on it). :func:`job_threads` is the one place a job's count is set, for the thread
-that runs the job (torch keeps one OpenMP setting per thread); a thread-budget policy plugs in at
-:func:`threads_for_job`.
+that runs the job (torch keeps one OpenMP setting per thread, so it never leaks into another
+job's thread). The budget (:func:`threads_for_job`): the user's ``threads`` wins; otherwise the
+cores are shared evenly among the jobs running when this one starts (thread jobs of this process
+and the subprocess jobs it started, :func:`job_slot`), and the record stores the count used.
+Oversubscribing the cores with multi-threaded jobs is what to avoid: OpenMP threads spin and
+stall at every operator's barrier when a core is taken away (a 0.35 s MAML step took 2–12 s).
+Meta-learners run their tasks on single-threaded workers instead
+(:mod:`workbench.learners.taskparallel`), whose numbers do not depend on the thread count.
 """
 from __future__ import annotations
 
@@ -86,29 +92,105 @@ def generator(seed: int) -> Any:
     return torch.Generator().manual_seed(int(seed))
 
 
-def threads_for_job(requested: int | None) -> int | None:
-    """The intra-op thread count a job runs with (``None``: keep the calling thread's).
+def cpu_cores() -> int:
+    """Cores this process may run on (its CPU affinity), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
-    Today: what the command or the caller asked for. A per-job budget policy (issue 17)
-    decides here.
+
+#: Thread counts of the jobs running now: thread jobs of this process and subprocess jobs it started.
+_RUNNING: dict[int, int] = {}
+_RUNNING_LOCK = threading.Lock()
+_LOCAL = threading.local()
+
+
+def running_jobs() -> int:
+    """How many jobs this process runs (or started as subprocesses) right now."""
+    with _RUNNING_LOCK:
+        return len(_RUNNING)
+
+
+def threads_for_job(requested: int | None, running: int | None = None) -> int:
+    """The intra-op thread count a job runs with: the user's ``requested`` count if given, else
+    an even share of the cores among the jobs running now and this one (at least 1).
+
+    The share is decided once, when the job starts, and stored in its record
+    (``runtime.threads``): results are bit-identical at a fixed count, so a run reproduces by
+    asking for that count. ``running``: the number of other jobs (default: :func:`running_jobs`).
     """
     if requested is not None and (isinstance(requested, bool) or not isinstance(requested, int) or requested < 1):
         raise ValueError(f"threads = {requested!r}: expected a positive integer or None")
-    return requested
+    if requested is not None:
+        return requested
+    others = running_jobs() if running is None else running
+    return max(1, cpu_cores() // (others + 1))
+
+
+@contextmanager
+def job_slot(threads: int) -> Iterator[int]:
+    """Count a job as running (with ``threads``) for the budget of the jobs that start meanwhile."""
+    token = object()
+    with _RUNNING_LOCK:
+        _RUNNING[id(token)] = threads
+    try:
+        yield threads
+    finally:
+        with _RUNNING_LOCK:
+            _RUNNING.pop(id(token), None)
+
+
+def requested_threads() -> int | None:
+    """The explicit ``threads`` of the job running in this thread (None: the default share)."""
+    return getattr(_LOCAL, "requested", None)
 
 
 @contextmanager
 def job_threads(requested: int | None) -> Iterator[int]:
-    """Run the body with the job's intra-op thread count set for *this* thread; yields the count."""
+    """Run the body as a job with its thread budget (:func:`threads_for_job`) set for *this*
+    thread, counted among the running jobs; yields the count.
+
+    torch keeps one intra-op setting per thread, so the job's count never reaches another
+    job's thread, and the caller's count is restored afterwards.
+    """
     import torch
 
     n = threads_for_job(requested)
-    before = torch.get_num_threads()
-    if n is None or n == before:
-        yield before
-        return
-    torch.set_num_threads(n)
+    tune_allocator()
+    before, before_req = torch.get_num_threads(), getattr(_LOCAL, "requested", None)
+    _LOCAL.requested = requested
+    if n != before:
+        torch.set_num_threads(n)
     try:
-        yield n
+        with job_slot(n):
+            yield n
     finally:
-        torch.set_num_threads(before)  # new threads start from the last value set anywhere
+        _LOCAL.requested = before_req
+        if n != before:
+            torch.set_num_threads(before)
+
+
+_ALLOCATOR_TUNED = False
+
+
+def tune_allocator() -> None:
+    """Let glibc keep freed large blocks for reuse instead of unmapping them (once per process).
+
+    A Conv-4 step allocates and frees many 1–8 MB activation maps; with glibc's default
+    thresholds each one comes back as fresh pages the kernel must fault in and zero (measured:
+    a MAML task took 20–25 % longer). ``WORKBENCH_MALLOC_TUNE=0`` leaves the allocator alone.
+    """
+    global _ALLOCATOR_TUNED
+    if _ALLOCATOR_TUNED or os.environ.get("WORKBENCH_MALLOC_TUNE", "1") == "0":
+        return
+    _ALLOCATOR_TUNED = True
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        # mallopt(M_MMAP_THRESHOLD=-3, 32 MiB: glibc's maximum), mallopt(M_TRIM_THRESHOLD=-1, 256 MiB)
+        libc.mallopt(-3, 32 << 20)
+        libc.mallopt(-1, 256 << 20)
+    except (OSError, AttributeError):  # not glibc: nothing to tune
+        pass

@@ -20,6 +20,8 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
+from . import taskparallel
+
 Scorer = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -39,6 +41,9 @@ class EpisodicModule(pl.LightningModule):
     #: What meta-training batches are: ``"episodes"`` (tasks) or ``"images"`` (plain mini-batches
     #: over all meta-train classes, the fine-tune baseline's pre-training).
     trains_on = "episodes"
+    #: Whether :meth:`adapt` only reads the module, so several tasks may be scored at once in
+    #: worker threads (:mod:`.taskparallel`).
+    parallel_tasks = False
     #: Per-episode accuracies of the last ``trainer.test`` (for the 95% CI).
     test_episode_accuracies: list[float]
 
@@ -65,16 +70,25 @@ class EpisodicModule(pl.LightningModule):
         return build_optimizer(h.optimizer, h.optimizer_params or {"lr": 1e-3}, self.parameters())
 
     def evaluate_batch(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-task query ``(loss, accuracy)`` for a batch of episodes, gradients available inside."""
-        with torch.inference_mode(False), torch.enable_grad():
+        """Per-task query ``(loss, accuracy)`` for a batch of episodes, gradients available inside.
+
+        Learners whose :meth:`adapt` only reads the module (``parallel_tasks``) score the tasks
+        on the task pool on CPU, one intra-op thread each (the same numbers for any parallelism).
+        """
+        with torch.inference_mode(False):
             sx, sy, qx, qy = (t.clone() for t in batch)
-            losses, accs = [], []
-            for i in range(sx.shape[0]):
+
+        def one(i: int) -> tuple[torch.Tensor, torch.Tensor]:
+            with torch.inference_mode(False), torch.enable_grad():  # worker threads start in neither mode
                 n_way = int(sy[i].max()) + 1
                 logits = self.task_logits(sx[i], sy[i], qx[i], n_way).detach()
-                losses.append(F.cross_entropy(logits, qy[i]))
-                accs.append((logits.argmax(-1) == qy[i]).float().mean())
-        return torch.stack(losses), torch.stack(accs)
+                return F.cross_entropy(logits, qy[i]), (logits.argmax(-1) == qy[i]).float().mean()
+
+        if self.parallel_tasks and sx.device.type == "cpu":
+            out = taskparallel.run_tasks(one, sx.shape[0], taskparallel.job_parallelism())
+        else:
+            out = [one(i) for i in range(sx.shape[0])]
+        return torch.stack([o[0] for o in out]), torch.stack([o[1] for o in out])
 
     def validation_step(self, batch, batch_idx: int):
         loss, acc = self.evaluate_batch(batch)

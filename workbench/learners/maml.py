@@ -13,9 +13,17 @@ loop never mutates the module:
   so the meta-gradient is the query gradient at the adapted weights.
 - **Meta-SGD**: a learned inner learning rate per parameter element (``learn_inner_lr``).
 
-Tasks of a meta-batch run either in a per-task Python loop (``torch.autograd.grad``) or
-vectorised with ``torch.func.vmap`` over ``torch.func.grad``; ``vectorize="auto"`` picks
-the faster one for the device (see ``benchmarks/bench_maml.py`` for the measurements).
+Tasks of a meta-batch run in one of three ways (``vectorize``):
+
+- ``threads`` — task-parallel on a shared pool of single-threaded workers
+  (:mod:`.taskparallel`), each task's meta-gradient on its own, summed in task order: the same
+  numbers for any number of workers or any load. The network runs as a pure function of its
+  weights in channels-last layout (:mod:`.fastconv`). ``auto`` picks it on CPU.
+- ``loop`` — the same per-task maths one task after another in the calling thread (one
+  backward over the mean), with the caller's intra-op threads.
+- ``vmap`` — ``torch.func.vmap`` over ``torch.func.grad``; ``auto`` picks it on CUDA.
+
+See ``benchmarks/bench_maml.py`` for the measurements behind ``auto``.
 
 **Transductive BatchNorm** as in the original code: BatchNorm layers keep no running
 statistics (``track_running_stats=False``) and always normalise with the statistics of the
@@ -32,23 +40,38 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from ..nets.backbones import conv4
+from . import taskparallel
 from .episodic import EpisodicModule, Scorer
+from .fastconv import conv4_function
 
 Params = dict[str, torch.Tensor]
-VECTORIZE = ("auto", "vmap", "loop")
+#: A network as a function of its weights: ``forward(params, x) -> logits``.
+Forward = Callable[[Params, torch.Tensor], torch.Tensor]
+VECTORIZE = ("auto", "threads", "loop", "vmap")
 
 
-def _loss_fn(net: nn.Module) -> Callable[[Params, torch.Tensor, torch.Tensor], torch.Tensor]:
+def as_forward(net: nn.Module | Forward) -> Forward:
+    """``net`` as ``forward(params, x)``: a module runs through ``functional_call``; a function as is."""
+    if isinstance(net, nn.Module):
+        module = net
+        return lambda p, x: functional_call(module, p, (x,))
+    return net
+
+
+def _loss_fn(net: nn.Module | Forward) -> Callable[[Params, torch.Tensor, torch.Tensor], torch.Tensor]:
+    fwd = as_forward(net)
+
     def loss(p: Params, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(functional_call(net, p, (x,)), y)
+        return F.cross_entropy(fwd(p, x), y)
     return loss
 
 
-def inner_adapt(net: nn.Module, params: Params, x: torch.Tensor, y: torch.Tensor, steps: int, lr: float,
+def inner_adapt(net: nn.Module | Forward, params: Params, x: torch.Tensor, y: torch.Tensor, steps: int, lr: float,
                 first_order: bool = False, lrs: Mapping[str, torch.Tensor] | None = None,
                 functional: bool = True) -> Params:
     """Adapted weights after ``steps`` gradient steps on ``(x, y)``.
 
+    ``net``: a module or a ``forward(params, x)`` function (:func:`.fastconv.conv4_function`).
     ``functional=True`` uses ``torch.func.grad`` (composable with ``vmap``); ``False`` uses
     ``torch.autograd.grad`` with ``create_graph`` (the plain per-task baseline).
     ``lrs`` (Meta-SGD) gives a per-element learning rate for each parameter.
@@ -70,28 +93,33 @@ def inner_adapt(net: nn.Module, params: Params, x: torch.Tensor, y: torch.Tensor
     return params
 
 
-def task_loss(net: nn.Module, params: Params, sx: torch.Tensor, sy: torch.Tensor, qx: torch.Tensor,
+def task_loss(net: nn.Module | Forward, params: Params, sx: torch.Tensor, sy: torch.Tensor, qx: torch.Tensor,
               qy: torch.Tensor, steps: int, lr: float, first_order: bool = False,
               lrs: Mapping[str, torch.Tensor] | None = None, functional: bool = True):
     """Query ``(loss, accuracy)`` of one task after inner adaptation on its support set."""
     adapted = inner_adapt(net, params, sx, sy, steps, lr, first_order, lrs, functional)
-    logits = functional_call(net, adapted, (qx,))
+    logits = as_forward(net)(adapted, qx)
     return F.cross_entropy(logits, qy), (logits.argmax(-1) == qy).float().mean()
 
 
-def meta_loss(net: nn.Module, params: Params, sx: torch.Tensor, sy: torch.Tensor, qx: torch.Tensor,
+def meta_loss(net: nn.Module | Forward, params: Params, sx: torch.Tensor, sy: torch.Tensor, qx: torch.Tensor,
               qy: torch.Tensor, steps: int, lr: float, first_order: bool = False,
-              lrs: Mapping[str, torch.Tensor] | None = None, vectorize: str = "loop"):
+              lrs: Mapping[str, torch.Tensor] | None = None, vectorize: str = "loop",
+              parallel: int | None = None):
     """Mean query loss and accuracy over a meta-batch ``[B, …]`` of tasks.
 
     ``vectorize="vmap"`` maps :func:`task_loss` over tasks with ``torch.func.vmap``;
-    ``"loop"`` runs tasks one by one with ``torch.autograd.grad``.
+    ``"loop"`` runs tasks one by one with ``torch.autograd.grad``; ``"threads"`` runs them on
+    the task pool (``parallel`` at once, default every core) and returns a loss whose
+    backward gives the meta-gradient computed there (:func:`.taskparallel.with_gradients`).
     """
     if vectorize == "vmap":
         def one(sx_, sy_, qx_, qy_):
             return task_loss(net, params, sx_, sy_, qx_, qy_, steps, lr, first_order, lrs, functional=True)
         losses, accs = vmap(one)(sx, sy, qx, qy)
         return losses.mean(), accs.mean()
+    if vectorize == "threads":
+        return parallel_meta_loss(net, params, (sx, sy, qx, qy), steps, lr, first_order, lrs, parallel)
     if vectorize != "loop":
         raise ValueError(f"vectorize: unknown value {vectorize!r}; allowed: {list(VECTORIZE)}")
     losses, accs = [], []
@@ -100,6 +128,33 @@ def meta_loss(net: nn.Module, params: Params, sx: torch.Tensor, sy: torch.Tensor
         losses.append(lo)
         accs.append(ac)
     return torch.stack(losses).mean(), torch.stack(accs).mean()
+
+
+def parallel_meta_loss(net: nn.Module | Forward, params: Params, batch: tuple[torch.Tensor, ...], steps: int,
+                       lr: float, first_order: bool = False, lrs: Mapping[str, torch.Tensor] | None = None,
+                       parallel: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`meta_loss` with each task's meta-gradient computed on its own in the task pool.
+
+    ``net`` must be safe to call from several threads at once: a ``forward(params, x)``
+    function, not a module (``functional_call`` swaps tensors into the module).
+    """
+    if isinstance(net, nn.Module):
+        raise TypeError("parallel_meta_loss needs forward(params, x), not a module: functional_call is not "
+                        "thread-safe on a shared module (use fastconv.conv4_function)")
+    sx, sy, qx, qy = batch
+    leaves = list(params.values()) + (list(lrs.values()) if lrs is not None else [])
+
+    def one(i: int):
+        with torch.enable_grad():
+            lo, ac = task_loss(net, params, sx[i], sy[i], qx[i], qy[i], steps, lr, first_order, lrs, functional=False)
+            gs = torch.autograd.grad(lo, leaves, allow_unused=True)
+        return gs, lo.detach(), ac.detach()
+
+    b = sx.shape[0]
+    out = taskparallel.run_tasks(one, b, taskparallel.parallelism(parallel))
+    grads = taskparallel.sum_in_order([o[0] for o in out], 1.0 / b)
+    loss = torch.stack([o[1] for o in out]).mean()
+    return taskparallel.with_gradients(loss, leaves, grads), torch.stack([o[2] for o in out]).mean()
 
 
 class TransductiveBatchNorm2d(nn.BatchNorm2d):
@@ -140,12 +195,13 @@ def has_native_batchnorm(net: nn.Module) -> bool:
 def resolve_vectorize(vectorize: str, device: torch.device | str) -> str:
     """``auto`` → the faster mode measured on this kind of device (``benchmarks/bench_maml.py``).
 
-    On CPU the per-task loop won (vmap turns each conv into a grouped conv, slow on CPU);
-    on CUDA vmap won (one kernel launch covers all tasks).
+    On CPU the task pool won (``threads``: single-threaded workers, channels-last kernels; vmap
+    turns each conv into a grouped conv, slow on CPU); on CUDA vmap won (one kernel launch
+    covers all tasks).
     """
     if vectorize != "auto":
         return vectorize
-    return "vmap" if torch.device(device).type == "cuda" else "loop"
+    return "vmap" if torch.device(device).type == "cuda" else "threads"
 
 
 class MAML(EpisodicModule):
@@ -159,7 +215,7 @@ class MAML(EpisodicModule):
         first_order: FOMAML.
         learn_inner_lr: Meta-SGD (per-element inner learning rates, meta-learned).
         optimizer, optimizer_params: the meta-optimizer (``torch.optim`` name).
-        vectorize: ``auto`` / ``vmap`` / ``loop`` over the tasks of a meta-batch.
+        vectorize: ``auto`` / ``threads`` / ``loop`` / ``vmap`` over the tasks of a meta-batch.
         fast_bn: use :class:`TransductiveBatchNorm2d` (same maths and parameters). Required for
             ``vmap`` (vmap over ``nn.BatchNorm2d``'s double backward is wrong in this torch) but
             slower than the fused kernel in a per-task loop, so ``"auto"`` swaps it in exactly
@@ -176,10 +232,10 @@ class MAML(EpisodicModule):
             raise ValueError(f"vectorize: unknown value {vectorize!r}; allowed: {list(VECTORIZE)}")
         if fast_bn not in (True, False, "auto"):
             raise ValueError(f"fast_bn: expected true, false or 'auto', got {fast_bn!r}")
-        if fast_bn is False and vectorize != "loop":
+        if fast_bn is False and vectorize not in ("loop", "threads"):
             # vmap over nn.BatchNorm2d's double backward gives second-order meta-gradients that
             # are off by ~1% in this torch (tests/fewshot/test_fewshot_maml.py pins it).
-            raise ValueError("fast_bn=False needs vectorize='loop': vmap over nn.BatchNorm2d gives wrong "
+            raise ValueError("fast_bn=False needs vectorize='loop' or 'threads': vmap over nn.BatchNorm2d gives wrong "
                              "second-order gradients; keep fast_bn=True (same maths) to use vmap")
         self.save_hyperparameters()
         self.net = conv4(in_channels, n_way, hidden, image_size, track_running_stats=False)
@@ -212,14 +268,19 @@ class MAML(EpisodicModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
+    def net_function(self) -> Forward:
+        """The network as a thread-safe ``forward(params, x)`` (channels-last Conv-4 when it is one)."""
+        return conv4_function(self.net) or as_forward(self.net)
+
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         sx, sy, qx, qy = batch
         h = self.hparams
         mode = resolve_vectorize(h.vectorize, sx.device)
         if mode == "vmap" and has_native_batchnorm(self.net):
             use_fast_batchnorm(self.net)  # fast_bn="auto": needed for correct vmap gradients
-        loss, acc = meta_loss(self.net, self.params(), sx, sy, qx, qy, h.inner_steps, h.inner_lr,
-                              h.first_order, self.lrs(), mode)
+        net = self.net if mode == "vmap" else self.net_function()
+        loss, acc = meta_loss(net, self.params(), sx, sy, qx, qy, h.inner_steps, h.inner_lr,
+                              h.first_order, self.lrs(), mode, taskparallel.job_parallelism())
         b = sx.shape[0]
         self.log("train_loss", loss, on_step=True, prog_bar=True, batch_size=b)
         self.log("train_accuracy", acc, on_step=True, batch_size=b)
@@ -232,7 +293,8 @@ class MAML(EpisodicModule):
         lr = h.test_inner_lr if h.test_inner_lr is not None else h.inner_lr
         params = {k: v.detach().requires_grad_(True) for k, v in self.params().items()}
         lrs = {k: v.detach() for k, v in self.lrs().items()} if self.inner_lrs is not None else None
-        adapted = inner_adapt(self.net, params, sx, sy, steps, lr, first_order=True, lrs=lrs)
+        adapted = inner_adapt(self.net_function(), params, sx, sy, steps, lr, first_order=True, lrs=lrs,
+                              functional=False)
         return {k: v.detach() for k, v in adapted.items()}
 
     def adapt(self, support_x: torch.Tensor, support_y: torch.Tensor, n_way: int) -> Scorer:
@@ -242,4 +304,5 @@ class MAML(EpisodicModule):
                              f"{n_way}-way tasks; meta-train a {n_way}-way model")
         with torch.enable_grad():
             adapted = self.adapt_params(support_x, support_y)
-        return lambda x: functional_call(self.net, adapted, (x,))
+        fwd = self.net_function()
+        return lambda x: fwd(adapted, x)

@@ -15,12 +15,17 @@ from torch import nn
 
 
 def conv_block(in_ch: int, out_ch: int, track_running_stats: bool = True) -> nn.Sequential:
-    """3×3 conv (padding 1) → BatchNorm → ReLU → 2×2 max-pool."""
+    """3×3 conv (padding 1) → BatchNorm → 2×2 max-pool → ReLU.
+
+    The usual order is ReLU then pool; max-pooling first gives the same values and gradients
+    (ReLU is monotone) and runs the ReLU on a 4× smaller map. Only parameter-free layers moved,
+    so weights saved with either order load into the other.
+    """
     return nn.Sequential(
         nn.Conv2d(in_ch, out_ch, 3, padding=1),
         nn.BatchNorm2d(out_ch, track_running_stats=track_running_stats),
-        nn.ReLU(inplace=False),
         nn.MaxPool2d(2, ceil_mode=False),
+        nn.ReLU(inplace=False),
     )
 
 
