@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from .dataset import load_manifest, load_searches, read_summary
+from .dataset import load_searches, read_summary
 
 TaskLike = str | os.PathLike | Sequence[str]
 
