@@ -1,0 +1,214 @@
+"""Learned early stopping: a pruner trained on the run log's own stored learning curves.
+
+Optuna's MedianPruner asks "is this run below the median of the others at this epoch?"; what a
+search needs to know is "will this run end *worse than the best run so far*?" — a run above
+the median that cannot catch the incumbent is wasted compute. :class:`CurveModel` learns that
+from finished runs of past tasks: from a partial validation-accuracy curve (what it is now,
+its best so far, its recent slope, how far through its epochs it is) and the reference (the
+study's best value), the probability that the run's final value stays at or below the
+reference. :class:`LearnedPruner` (an ``optuna.pruners.BasePruner``) prunes when that
+probability passes a threshold calibrated on the training curves, so that only a small,
+chosen share of runs that *would* have beaten the reference are stopped
+(``max_false_prune``). A NaN/inf value prunes at once (the run diverged): that is the
+gone-bad detector's job, done here by the same model's caller.
+
+:class:`TrialCallback` is the Lightning side: it reports ``val_accuracy`` after every
+validation epoch to an Optuna trial and stops the run (through ``workbench.jobs``'s stop
+flag, so the run ends ``stopped``) when the trial should be pruned, recording where.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import optuna
+import pytorch_lightning as pl
+
+__all__ = ["CurveModel", "LearnedPruner", "TrialCallback", "PruneRecord", "curve_features", "curves_from"]
+
+#: Reference points per run when building training samples: quantiles of the task's final values.
+REFERENCE_QUANTILES = (0.5, 0.7, 0.85, 0.95, 1.0)
+
+
+def curve_features(partial: Sequence[float], reference: float, max_epochs: int) -> list[float]:
+    """Features of a partial curve against a reference value (see the module docstring)."""
+    a = [float(v) for v in partial]
+    now = a[-1]
+    best = max(a)
+    e = len(a)
+    prev = a[-2] if e >= 2 else now
+    prev3 = a[-4] if e >= 4 else a[0]
+    left = max(max_epochs - e, 0)
+    return [e / max_epochs, now - reference, best - reference, now - prev, (now - prev3) / min(3, max(e - 1, 1)),
+            reference, best, left / max_epochs * (1.0 - best)]
+
+
+def curves_from(source: Any) -> list[tuple[str, list[list[float]], int]]:
+    """(task, full validation curves, planned epochs) per task, from a MetaDataset or ReplayTasks."""
+    tasks = source.tasks.values() if hasattr(source, "tasks") else source
+    out = []
+    for t in tasks:
+        curves = [c.val_accuracy for c in t.curves.values() if all(math.isfinite(v) for v in c.val_accuracy)]
+        if curves:
+            out.append((t.name, curves, max(len(c) for c in curves)))
+    return out
+
+
+class CurveModel:
+    """P(final value ≤ reference | partial curve, reference), a gradient-boosted classifier.
+
+    Args:
+        max_false_prune: calibrates :attr:`threshold` so that at most this share of training
+            runs that end above their reference would ever have been pruned.
+        min_epochs: never prune before this many epochs were seen.
+    """
+
+    def __init__(self, max_false_prune: float = 0.03, min_epochs: int = 1, seed: int = 0) -> None:
+        if not 0 < max_false_prune < 1:
+            raise ValueError(f"max_false_prune = {max_false_prune!r}: expected a share in (0, 1)")
+        self.max_false_prune = max_false_prune
+        self.min_epochs = max(1, int(min_epochs))
+        self.seed = seed
+        self.model: Any = None
+        self.threshold = 1.0
+        self.n_tasks = 0
+        self.n_curves = 0
+
+    def _samples(self, tasks: list[tuple[str, list[list[float]], int]]):
+        X, y, group = [], [], []
+        gid = 0
+        for _, curves, E in tasks:
+            finals = np.array([max(c) for c in curves])
+            refs = sorted({float(np.quantile(finals, q)) for q in REFERENCE_QUANTILES})
+            for c in curves:
+                final = max(c)
+                for b in refs:
+                    for e in range(self.min_epochs, len(c)):
+                        X.append(curve_features(c[:e], b, E))
+                        y.append(int(final <= b + 1e-9))
+                        group.append(gid)
+                    gid += 1
+        return np.array(X), np.array(y), np.array(group)
+
+    def fit(self, source: Any) -> "CurveModel":
+        """Train on the finished curves of past tasks (a MetaDataset, ReplayTasks or ``curves_from`` rows)."""
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
+        tasks = source if isinstance(source, list) and source and isinstance(source[0], tuple) else curves_from(source)
+        if not tasks:
+            raise ValueError("CurveModel.fit: no finished learning curves to learn from")
+        X, y, group = self._samples(tasks)
+        if len(set(y)) < 2:
+            raise ValueError("CurveModel.fit: every training run ends on the same side of its reference")
+        self.model = HistGradientBoostingClassifier(max_iter=150, learning_rate=0.1, max_leaf_nodes=15,
+                                                    random_state=self.seed)
+        self.model.fit(X, y)
+        p = self.model.predict_proba(X)[:, 1]
+        # calibrate per run (a run is pruned at its first epoch above the threshold): the threshold
+        # is the (1 - max_false_prune) quantile of the runs-that-would-win' highest probability
+        good = y == 0
+        worst = {}
+        for g, pi, ok in zip(group, p, good):
+            if ok:
+                worst[g] = max(worst.get(g, 0.0), pi)
+        self.threshold = float(np.quantile(list(worst.values()), 1 - self.max_false_prune)) if worst else 0.99
+        self.threshold = min(max(self.threshold, 0.5), 0.999)
+        self.n_tasks, self.n_curves = len(tasks), sum(len(c) for _, c, _ in tasks)
+        return self
+
+    def prob_worse(self, partial: Sequence[float], reference: float, max_epochs: int) -> float:
+        """P(the run ends at or below ``reference``)."""
+        if self.model is None:
+            raise RuntimeError("CurveModel: call fit() first")
+        x = np.array([curve_features(partial, reference, max_epochs)])
+        return float(self.model.predict_proba(x)[0, 1])
+
+    def should_stop(self, partial: Sequence[float], reference: float, max_epochs: int) -> bool:
+        """Stop when the run diverged, or it will very likely not beat ``reference``."""
+        if any(not math.isfinite(v) for v in partial):
+            return True
+        if len(partial) < self.min_epochs or len(partial) >= max_epochs:
+            return False
+        return self.prob_worse(partial, reference, max_epochs) >= self.threshold
+
+
+class LearnedPruner(optuna.pruners.BasePruner):
+    """An Optuna pruner backed by a :class:`CurveModel` (reference = best own finished trial).
+
+    Trials carrying the user attribute ``prior`` (warm-start evidence from other tasks) never
+    count as the reference: their values are on another task's scale.
+    """
+
+    def __init__(self, model: CurveModel, max_epochs: int, n_startup_trials: int = 1) -> None:
+        if max_epochs < 2:
+            raise ValueError(f"max_epochs = {max_epochs!r}: a curve needs at least 2 epochs to prune")
+        self.model = model
+        self.max_epochs = int(max_epochs)
+        self.n_startup_trials = int(n_startup_trials)
+
+    def prune(self, study: Any, trial: Any) -> bool:
+        """Optuna's pruner hook."""
+        iv = trial.intermediate_values
+        if not iv:
+            return False
+        partial = [iv[k] for k in sorted(iv)]
+        if any(not math.isfinite(v) for v in partial):
+            return True
+        own = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+               if not t.user_attrs.get("prior") and t.value is not None]
+        if len(own) < self.n_startup_trials:
+            return False
+        ref = max(t.value for t in own)
+        return self.model.should_stop(partial, ref, self.max_epochs)
+
+
+@dataclass
+class PruneRecord:
+    """Where and why a trial was pruned (stored in the run record's ``pruned`` field)."""
+
+    epoch: int
+    value: float
+    reference: float | None
+    pruner: str
+
+
+class TrialCallback(pl.Callback):
+    """Lightning callback: report ``val_accuracy`` per epoch to ``trial``; stop the run when pruned.
+
+    ``stop_flag`` is the ``workbench.jobs.StopFlag`` given to ``run_training`` so that a pruned
+    run ends ``stopped`` (with its checkpoint). After fit, ``pruned`` says whether it was and
+    ``record`` where (epoch, value, reference, pruner).
+    """
+
+    def __init__(self, trial: Any, stop_flag: Any = None, monitor: str = "val_accuracy") -> None:
+        super().__init__()
+        self.trial = trial
+        self.stop_flag = stop_flag
+        self.monitor = monitor
+        self.values: list[float] = []
+        self.pruned = False
+        self.record: PruneRecord | None = None
+
+    def on_validation_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        if getattr(trainer, "sanity_checking", False) or self.pruned:
+            return
+        v = trainer.callback_metrics.get(self.monitor)
+        if v is None:
+            return
+        value = float(v)
+        epoch = int(trainer.current_epoch)
+        self.values.append(value)
+        self.trial.report(value if math.isfinite(value) else float("nan"), epoch)
+        if self.trial.should_prune():
+            self.pruned = True
+            ref = None
+            try:
+                ref = float(self.trial.study.best_value)
+            except Exception:
+                pass
+            self.record = PruneRecord(epoch, value, ref, type(self.trial.study.pruner).__name__)
+            trainer.should_stop = True
+            if self.stop_flag is not None:
+                self.stop_flag.set()

@@ -1,0 +1,456 @@
+"""``tune()``: an Optuna search over training commands whose memory is the run log.
+
+    from workbench.meta import tune
+    result = tune("~/data/shapes", budget="120 epochs")     # warm start + learned pruner
+    result.best            # {"params", "value", "run_id", "test_accuracy"}
+    result.anytime()       # best-so-far after each trial vs epochs trained
+
+- Every trial is a workbench training run (``workbench.jobs.run_training``) in the run log, tagged
+  ``study:<name>`` and ``trial:<n>``, tested on its held-out split (``run_test``) so it has a
+  test score, and stored with the task's meta-features (``task`` field) so it becomes memory
+  for the next task. The trial's value is its mean validation accuracy over the last 3 epochs.
+- :class:`~workbench.meta.pruning.TrialCallback` reports ``val_accuracy`` per epoch; a pruned run
+  stops (status ``stopped``) and its record's ``pruned`` field says at which epoch, at what value,
+  against which reference and by which pruner.
+- ``budget``: ``"20 trials"``, ``"240 epochs"``, ``"600 s"`` / ``"10 min"`` (an int = trials), for
+  the whole study (a resumed study counts what it already ran).
+- ``workers=N`` runs N processes on one study: an Optuna journal file on this machine (default
+  ``$WORKBENCH_HOME/studies/<name>.journal``), or ``storage="postgresql://…"`` (any RDB URL)
+  when several machines share it. Each trial is still a run in the shared run log.
+- Warm start (:mod:`workbench.meta.warmstart`) from the past tasks of ``history`` (default: this
+  run log plus the shipped meta-dataset when the space matches it); learned pruner
+  (:mod:`workbench.meta.pruning`) trained on the same history.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from .. import paths
+from ..runlog import RunLog
+from .common import stable_hash
+from .replay import MetaDataset, trial_value
+from .space import SearchSpace, SpaceError, load_space
+
+__all__ = ["Budget", "TuneResult", "tune", "anytime_curve", "trials_frame", "pruned_trials", "study_storage",
+           "SHIPPED_METADATASET", "PRUNERS", "SAMPLERS"]
+
+SHIPPED_METADATASET = Path(__file__).resolve().parents[2] / "benchmarks" / "data" / "metadataset.jsonl.gz"
+PRUNERS = ("learned", "median", "hyperband", "none")
+SAMPLERS = ("tpe", "random", "grid")
+_UNITS = {"trials": "trials", "trial": "trials", "t": "trials", "epochs": "epochs", "epoch": "epochs",
+          "e": "epochs", "s": "seconds", "sec": "seconds", "seconds": "seconds", "min": "seconds",
+          "m": "seconds", "h": "seconds"}
+_SCALE = {"min": 60, "m": 60, "h": 3600}
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much a study may spend: ``amount`` trials, epochs or seconds."""
+
+    kind: str
+    amount: float
+
+    @classmethod
+    def parse(cls, spec: Any) -> "Budget":
+        """``20`` / ``"20 trials"`` / ``"240 epochs"`` / ``"600s"`` / ``"10 min"`` / ``Budget``."""
+        if isinstance(spec, Budget):
+            return spec
+        if isinstance(spec, bool):
+            raise ValueError(f"budget = {spec!r}: expected e.g. 20, '20 trials', '240 epochs' or '10 min'")
+        if isinstance(spec, int):
+            spec = f"{spec} trials"
+        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(spec))
+        unit = (m.group(2).lower() or "trials") if m else None
+        if m is None or unit not in _UNITS:
+            raise ValueError(f"budget = {spec!r}: expected a number with a unit: trials, epochs, s, min or h "
+                             "(e.g. '20 trials', '240 epochs', '10 min')")
+        amount = float(m.group(1)) * _SCALE.get(unit, 1)
+        kind = _UNITS[unit]
+        if amount <= 0 or (kind != "seconds" and amount != int(amount)):
+            raise ValueError(f"budget = {spec!r}: expected a positive {'whole ' if kind != 'seconds' else ''}"
+                             f"number of {kind}")
+        return cls(kind, amount)
+
+    def __str__(self) -> str:
+        return f"{self.amount:g} {self.kind}"
+
+
+def study_storage(storage: str | None, name: str):
+    """An Optuna storage: an RDB URL as given, else a journal file (a path, or the default one)."""
+    import optuna
+    from optuna.storages.journal import JournalFileBackend
+
+    if storage and "://" in storage:
+        return optuna.storages.RDBStorage(storage)
+    path = Path(storage).expanduser() if storage else paths.home() / "studies" / f"{name}.journal"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+
+
+def _own(study: Any, states: Any = None) -> list:
+    return [t for t in study.get_trials(deepcopy=False, states=states) if not t.user_attrs.get("prior")]
+
+
+def trials_frame(study: Any):
+    """One row per own trial (priors left out): number, state, params, value, epochs, run id, test accuracy.
+
+    The data of a parallel-coordinates plot of the study.
+    """
+    import pandas as pd
+
+    rows = []
+    for t in _own(study):
+        rows.append({"trial": t.number, "state": t.state.name, **t.params, "value": t.value,
+                     "epochs": t.user_attrs.get("epochs", len(t.intermediate_values)),
+                     "run_id": t.user_attrs.get("run_id"), "test_accuracy": t.user_attrs.get("test_accuracy"),
+                     "pruned_at": t.user_attrs.get("pruned_epoch")})
+    return pd.DataFrame(rows)
+
+
+def anytime_curve(study: Any):
+    """Best finished value so far after each own trial, against cumulative epochs trained."""
+    import pandas as pd
+
+    import optuna
+
+    rows, best, spent = [], -math.inf, 0
+    for t in sorted(_own(study), key=lambda t: t.number):
+        if t.state not in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED):
+            continue
+        spent += int(t.user_attrs.get("epochs", len(t.intermediate_values)))
+        if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None:
+            best = max(best, t.value)
+        rows.append({"trial": t.number, "epochs": spent, "best": best if best > -math.inf else None,
+                     "state": t.state.name})
+    return pd.DataFrame(rows)
+
+
+def pruned_trials(study: Any):
+    """Pruned trials with their partial curves and the epoch they were stopped at."""
+    import pandas as pd
+
+    import optuna
+
+    rows = [{"trial": t.number, "run_id": t.user_attrs.get("run_id"), "stopped_at": max(t.intermediate_values),
+             "curve": [t.intermediate_values[k] for k in sorted(t.intermediate_values)], **t.params}
+            for t in _own(study, (optuna.trial.TrialState.PRUNED,)) if t.intermediate_values]
+    return pd.DataFrame(rows)
+
+
+@dataclass
+class TuneResult:
+    """A finished (or stopped) study and where to look."""
+
+    name: str
+    study: Any
+    space: SearchSpace
+    warm_start: Any = None
+    pruner_note: str = ""
+    log_path: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def best(self) -> dict | None:
+        """The best finished own trial: params, value, run id and its test accuracy."""
+        import optuna
+
+        done = [t for t in _own(self.study, (optuna.trial.TrialState.COMPLETE,)) if t.value is not None]
+        if not done:
+            return None
+        t = max(done, key=lambda t: t.value)
+        return {"trial": t.number, "params": dict(t.params), "value": t.value, "run_id": t.user_attrs.get("run_id"),
+                "test_accuracy": t.user_attrs.get("test_accuracy")}
+
+    def trials(self):
+        """See :func:`trials_frame`."""
+        return trials_frame(self.study)
+
+    def anytime(self):
+        """See :func:`anytime_curve`."""
+        return anytime_curve(self.study)
+
+    def pruned(self):
+        """See :func:`pruned_trials`."""
+        return pruned_trials(self.study)
+
+    def importance(self, evaluator: Any = None) -> dict[str, float]:
+        """Optuna's parameter importance (fANOVA by default) over own finished trials."""
+        import optuna
+
+        own = optuna.create_study(direction="maximize")
+        own.add_trials([t for t in _own(self.study, (optuna.trial.TrialState.COMPLETE,))])
+        return optuna.importance.get_param_importances(own, evaluator=evaluator)
+
+    @property
+    def epochs(self) -> int:
+        """Epochs trained by own trials."""
+        return sum(int(t.user_attrs.get("epochs", 0)) for t in _own(self.study))
+
+
+# -- the objective ----------------------------------------------------------------------------
+
+def default_base(epochs: int = 10) -> dict[str, Any]:
+    """The command every trial starts from (``TrainingCommand`` defaults, CPU, ``epochs`` epochs)."""
+    from ..config import TrainingCommand
+
+    base = TrainingCommand().to_dict()
+    base.update({"epochs": epochs, "model": {"preset": "small_cnn", "params": {"hidden": 32}}})
+    base["trainer"].update({"accelerator": "cpu", "devices": 1})
+    return base
+
+
+def _check_space(space: SearchSpace, base: Mapping[str, Any], n_labels: int) -> None:
+    """Dry-run one command per choice / range end (conditions satisfied): errors name the key."""
+    from ..config import ConfigError, TrainingCommand
+
+    space.check_base(base)
+    for p in space:
+        values = list(p.choices) if p.type == "categorical" else [p.low, p.high]
+        for v in values:
+            params = {ck: vals[0] for ck, vals in p.when.items()}
+            params[p.key] = v
+            try:
+                TrainingCommand.from_dict(space.apply(base, params)).validate(n_labels)
+            except ConfigError as exc:
+                raise SpaceError(p.key, f"value {v!r} makes an invalid command: {exc}") from None
+
+
+@dataclass
+class _Spec:
+    """Everything a worker process needs to run trials of one study (picklable)."""
+
+    name: str
+    data: str
+    space: dict
+    base: dict
+    storage: str | None
+    log_path: str
+    budget: Budget
+    sampler: str
+    seed: int
+    pruner: str
+    model: Any
+    epochs: int
+    test: bool
+    task: dict | None
+    started: float
+    workers: int = 1
+
+
+def _make_sampler(spec: _Spec, space: SearchSpace, worker: int):
+    import optuna
+
+    if spec.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=spec.seed + worker)
+    if spec.sampler == "grid":
+        return optuna.samplers.GridSampler(space.grid_search_space(), seed=spec.seed)
+    return optuna.samplers.TPESampler(seed=spec.seed + worker, constant_liar=True)
+
+
+def _make_pruner(spec: _Spec):
+    import optuna
+
+    from .pruning import LearnedPruner
+
+    if spec.pruner == "learned" and spec.model is not None:
+        return LearnedPruner(spec.model, max_epochs=spec.epochs)
+    if spec.pruner in ("median", "learned"):  # learned without history falls back (said in the notes)
+        return optuna.pruners.MedianPruner(n_startup_trials=3)
+    if spec.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=spec.epochs, reduction_factor=3)
+    return optuna.pruners.NopPruner()
+
+
+def _spent(study: Any, spec: _Spec) -> float:
+    own = _own(study)
+    if spec.budget.kind == "trials":
+        import optuna
+
+        counted = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.RUNNING)
+        return sum(t.state in counted for t in own)
+    if spec.budget.kind == "epochs":
+        return sum(int(t.user_attrs.get("epochs", 0)) for t in own)
+    return time.time() - spec.started
+
+
+def _objective(spec: _Spec, space: SearchSpace, log: RunLog):
+    import optuna
+
+    from .. import jobs
+    from .pruning import TrialCallback
+
+    def objective(trial: Any) -> float:
+        params = space.suggest(trial)
+        key = space.key_of(params)
+        for t in _own(trial.study, (optuna.trial.TrialState.COMPLETE,)):
+            if t.user_attrs.get("key") == key and t.number != trial.number:  # never train a command twice
+                trial.set_user_attr("repeat_of", t.number)
+                trial.set_user_attr("key", key)
+                trial.set_user_attr("epochs", 0)
+                return float(t.value)
+        trial.set_user_attr("key", key)
+        cmd = space.apply(spec.base, params)
+        flag = jobs.StopFlag()
+        cb = TrialCallback(trial, flag)
+        tags = [f"study:{spec.name}", f"trial:{trial.number}", "tune"]
+        res = jobs.run_training(cmd, spec.data, log=log, name=f"{spec.name}/trial {trial.number:03d}", tags=tags,
+                                stop=flag, callbacks=[cb])
+        rid = res["run_id"]
+        trial.set_user_attr("run_id", rid)
+        trial.set_user_attr("epochs", len(cb.values))
+        info: dict[str, Any] = {"tune": {"study": spec.name, "trial": trial.number, "params": params}}
+        if spec.task:
+            info["task"] = spec.task
+        if cb.pruned and cb.record is not None:
+            info["pruned"] = {"epoch": cb.record.epoch, "value": cb.record.value, "reference": cb.record.reference,
+                              "pruner": cb.record.pruner}
+            trial.set_user_attr("pruned_epoch", cb.record.epoch)
+        log.handle(rid).update(**info)
+        if spec.test:
+            test = jobs.run_test(rid, log=log)
+            trial.set_user_attr("test_accuracy", test["summary"].get("test_accuracy"))
+        if cb.pruned:
+            raise optuna.TrialPruned(f"pruned at epoch {cb.record.epoch if cb.record else '?'}")
+        return trial_value(cb.values)
+
+    return objective
+
+
+def _run_worker(spec: _Spec, worker: int = 0) -> None:
+    """Run trials of the study until the budget is spent (the body of every worker process)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if worker:  # a spawned worker: one intra-op thread each (cores are shared)
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // spec.workers))
+    space = SearchSpace.from_dict(spec.space)
+    study = optuna.load_study(study_name=spec.name, storage=study_storage(spec.storage, spec.name),
+                              sampler=_make_sampler(spec, space, worker), pruner=_make_pruner(spec))
+    log = RunLog(spec.log_path)
+
+    def stop_when_spent(st: Any, _t: Any) -> None:
+        if _spent(st, spec) >= spec.budget.amount:
+            st.stop()
+
+    if _spent(study, spec) >= spec.budget.amount:
+        return
+    timeout = spec.budget.amount - (time.time() - spec.started) if spec.budget.kind == "seconds" else None
+    study.optimize(_objective(spec, space, log), timeout=timeout, callbacks=[stop_when_spent],
+                   catch=(Exception,))
+
+
+# -- the public entry point -----------------------------------------------------------------------
+
+def _history(history: Any, space: SearchSpace, log: RunLog, name: str) -> MetaDataset:
+    if history is None:
+        return MetaDataset({}, space)
+    if isinstance(history, MetaDataset):
+        return history
+    if isinstance(history, str) and history == "auto":
+        hist = MetaDataset.load(log, space, exclude_tags=[f"study:{name}"])
+        if SHIPPED_METADATASET.is_file():
+            hist = MetaDataset.load(SHIPPED_METADATASET, space).merge(hist)
+        return hist
+    return MetaDataset.load(history, space, exclude_tags=[f"study:{name}"])
+
+
+def tune(data: str | os.PathLike, space: Any = None, budget: Any = "20 trials", base: Mapping[str, Any] | None = None,
+         *, name: str | None = None, log: RunLog | None = None, history: Any = "auto", warm_start: bool = True,
+         pruner: str = "learned", sampler: str = "tpe", workers: int = 1, storage: str | None = None, seed: int = 0,
+         test: bool = True, k: int = 3, n_enqueue: int = 3, epochs: int | None = None) -> TuneResult:
+    """Tune a training command for the image folder ``data`` (see the module docstring).
+
+    Args:
+        data: the dataset folder (``DIR/<class>/<image>``).
+        space: a :class:`SearchSpace`, its dict, a JSON file, or ``None`` for the default space.
+        budget: trials, epochs or seconds for the whole study (see :class:`Budget`).
+        base: the command trials start from (default :func:`default_base`); ``epochs`` overrides its epochs.
+        name: the study's name (default: derived from data, space and base, so a rerun resumes).
+        history: past runs to learn from: ``"auto"`` (run log + shipped meta-dataset), a RunLog,
+            an export file, a MetaDataset, or ``None`` (no memory: cold search, Median pruner).
+        warm_start: enqueue the nearest tasks' best configurations and add their trials as priors.
+        pruner: ``learned`` | ``median`` | ``hyperband`` | ``none``.
+        sampler: ``tpe`` | ``random`` | ``grid`` (grid needs a categorical space).
+        workers: processes running trials of this study at once.
+        storage: an RDB URL (``postgresql://…``, ``sqlite:///…``) or a journal file path.
+        test: test every trial on its held-out split.
+    """
+    import optuna
+
+    from ..data.imagefolder import scan_folder
+    from .features import task_features
+    from .pruning import CurveModel
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # -- everything that can be wrong fails here, before a trial runs --
+    budget = Budget.parse(budget)
+    if pruner not in PRUNERS:
+        raise ValueError(f"pruner = {pruner!r}: expected one of {', '.join(PRUNERS)}")
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler = {sampler!r}: expected one of {', '.join(SAMPLERS)}")
+    if not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers = {workers!r}: expected a positive whole number of processes")
+    root = Path(data).expanduser().resolve()
+    if not root.is_dir():
+        raise ValueError(f"data = {str(data)!r}: no such folder")
+    classes, _ = scan_folder(root)
+    sp = load_space(space)
+    base_cmd = copy.deepcopy(dict(base)) if base is not None else default_base()
+    if epochs is not None:
+        base_cmd["epochs"] = int(epochs)
+    base_cmd.pop("data", None)
+    _check_space(sp, base_cmd, len(classes))
+    if sampler == "grid":
+        sp.grid_search_space()
+    log = log or RunLog()
+    name = name or f"tune-{root.name}-{stable_hash({'space': sp.to_dict(), 'base': base_cmd, 'data': str(root)}, 8)}"
+    storage_obj = study_storage(storage, name)
+    study = optuna.create_study(study_name=name, storage=storage_obj, direction="maximize", load_if_exists=True)
+    feats = task_features(root)
+    task = {"path": str(root), "name": root.name, "fingerprint": feats["fingerprint"], "features": feats}
+    result = TuneResult(name, study, sp, log_path=str(log.path))
+    hist = _history(history if (warm_start or pruner == "learned") else None, sp, log, name)
+    model = None
+    if pruner == "learned":
+        if len(hist) >= 2:
+            model = CurveModel().fit(hist)
+            result.pruner_note = (f"learned pruner: trained on {model.n_curves} curves of {model.n_tasks} past "
+                                  f"tasks (threshold {model.threshold:.2f})")
+        else:
+            result.pruner_note = "learned pruner: fewer than 2 past tasks with curves; MedianPruner instead"
+        result.notes.append(result.pruner_note)
+    if warm_start and not study.trials:
+        from .warmstart import warm_start as _ws
+
+        ws = _ws(feats, hist, k=k, n_configs=n_enqueue)
+        result.warm_start = ws
+        result.notes.append(ws.reason)
+        if not ws.cold:
+            if ws.prior_trials:
+                study.add_trials(ws.prior_trials)
+            for p in ws.enqueue():
+                study.enqueue_trial(p)
+    spec = _Spec(name, str(root), sp.to_dict(), base_cmd, storage, str(log.path), budget, sampler, seed, pruner,
+                 model, int(base_cmd.get("epochs", 10)), test, task, time.time(), workers)
+    if workers == 1:
+        _run_worker(spec, 0)
+    else:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        procs = [ctx.Process(target=_run_worker, args=(spec, i + 1), daemon=False) for i in range(workers)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join()
+    result.study = optuna.load_study(study_name=name, storage=study_storage(storage, name))
+    return result
