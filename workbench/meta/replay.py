@@ -228,7 +228,7 @@ class ReplayResult:
 
 def replay(task: ReplayTask, sampler: Any = None, pruner: Any = None, *, budget_epochs: int = 240,
            max_trials: int = 200, enqueue: Iterable[Mapping[str, Any]] = (), prior_trials: Iterable[Any] = (),
-           space: SearchSpace | None = None, stop_at: float | None = None,
+           space: SearchSpace | None = None, stop_at: float | None = None, stop_after: int = 0,
            on_study: Callable[[Any], None] | None = None) -> ReplayResult:
     """Run one Optuna study against ``task``'s stored curves (see the module docstring).
 
@@ -238,7 +238,7 @@ def replay(task: ReplayTask, sampler: Any = None, pruner: Any = None, *, budget_
         max_trials: hard cap on own trials (duplicates included).
         enqueue: grid points (labels) tried first, in order (``study.enqueue_trial``).
         prior_trials: ``FrozenTrial`` evidence added before the search (``study.add_trials``).
-        stop_at: stop early once a finished trial reaches this value.
+        stop_at: stop early once a finished trial reached this value and ``stop_after`` epochs were spent.
     """
     import optuna
 
@@ -300,7 +300,7 @@ def replay(task: ReplayTask, sampler: Any = None, pruner: Any = None, *, budget_
                      "test": curve.test_accuracy, "cum_epochs": spent, "key": key})
         if not pruned:
             best = max(best, value)
-        if stop_at is not None and best >= stop_at - 1e-9:
+        if stop_at is not None and best >= stop_at - 1e-9 and spent >= stop_after:
             break
     top = max(task.curves.values(), key=lambda c: c.value)
     return ReplayResult(task.name, rows, task.oracle, top.test_accuracy)

@@ -7,7 +7,7 @@
 
 - Every trial is a workbench training run (``workbench.jobs.run_training``) in the run log, tagged
   ``study:<name>`` and ``trial:<n>``, tested on its held-out split (``run_test``) so it has a
-  test score, and stored with the task's meta-features (``task`` field) so it becomes memory
+  test score (pruned runs are not tested: they stay ``stopped``), and stored with the task's meta-features (``task`` field) so it becomes memory
   for the next task. The trial's value is its mean validation accuracy over the last 3 epochs.
 - :class:`~workbench.meta.pruning.TrialCallback` reports ``val_accuracy`` per epoch; a pruned run
   stops (status ``stopped``) and its record's ``pruned`` field says at which epoch, at what value,
@@ -259,6 +259,8 @@ def _make_pruner(spec: _Spec):
 
     from .pruning import LearnedPruner
 
+    if not isinstance(spec.pruner, str):  # an Optuna pruner object given by the caller
+        return spec.pruner
     if spec.pruner == "learned" and spec.model is not None:
         return LearnedPruner(spec.model, max_epochs=spec.epochs)
     if spec.pruner in ("median", "learned"):  # learned without history falls back (said in the notes)
@@ -313,7 +315,7 @@ def _objective(spec: _Spec, space: SearchSpace, log: RunLog):
                               "pruner": cb.record.pruner}
             trial.set_user_attr("pruned_epoch", cb.record.epoch)
         log.handle(rid).update(**info)
-        if spec.test:
+        if spec.test and not cb.pruned:  # a pruned run stays `stopped` (its stop point is the record)
             test = jobs.run_test(rid, log=log)
             trial.set_user_attr("test_accuracy", test["summary"].get("test_accuracy"))
         if cb.pruned:
@@ -323,8 +325,12 @@ def _objective(spec: _Spec, space: SearchSpace, log: RunLog):
     return objective
 
 
-def _run_worker(spec: _Spec, worker: int = 0) -> None:
-    """Run trials of the study until the budget is spent (the body of every worker process)."""
+def _run_worker(spec: _Spec, worker: int = 0, ready: Any = None) -> None:
+    """Run trials of the study until the budget is spent (the body of every worker process).
+
+    ``ready`` (a barrier) holds every worker until all have imported torch and loaded the study,
+    so a fast starter does not take the whole budget before the others arrive.
+    """
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -341,6 +347,11 @@ def _run_worker(spec: _Spec, worker: int = 0) -> None:
         if _spent(st, spec) >= spec.budget.amount:
             st.stop()
 
+    if ready is not None:
+        try:
+            ready.wait(timeout=300)
+        except Exception:  # a worker that died starting: the others go on
+            pass
     if _spent(study, spec) >= spec.budget.amount:
         return
     timeout = spec.budget.amount - (time.time() - spec.started) if spec.budget.kind == "seconds" else None
@@ -365,7 +376,7 @@ def _history(history: Any, space: SearchSpace, log: RunLog, name: str) -> MetaDa
 
 def tune(data: str | os.PathLike, space: Any = None, budget: Any = "20 trials", base: Mapping[str, Any] | None = None,
          *, name: str | None = None, log: RunLog | None = None, history: Any = "auto", warm_start: bool = True,
-         pruner: str = "learned", sampler: str = "tpe", workers: int = 1, storage: str | None = None, seed: int = 0,
+         pruner: Any = "learned", sampler: str = "tpe", workers: int = 1, storage: str | None = None, seed: int = 0,
          test: bool = True, k: int = 3, n_enqueue: int = 3, epochs: int | None = None) -> TuneResult:
     """Tune a training command for the image folder ``data`` (see the module docstring).
 
@@ -378,7 +389,7 @@ def tune(data: str | os.PathLike, space: Any = None, budget: Any = "20 trials", 
         history: past runs to learn from: ``"auto"`` (run log + shipped meta-dataset), a RunLog,
             an export file, a MetaDataset, or ``None`` (no memory: cold search, Median pruner).
         warm_start: enqueue the nearest tasks' best configurations and add their trials as priors.
-        pruner: ``learned`` | ``median`` | ``hyperband`` | ``none``.
+        pruner: ``learned`` | ``median`` | ``hyperband`` | ``none``, or an Optuna pruner object.
         sampler: ``tpe`` | ``random`` | ``grid`` (grid needs a categorical space).
         workers: processes running trials of this study at once.
         storage: an RDB URL (``postgresql://…``, ``sqlite:///…``) or a journal file path.
@@ -393,7 +404,7 @@ def tune(data: str | os.PathLike, space: Any = None, budget: Any = "20 trials", 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # -- everything that can be wrong fails here, before a trial runs --
     budget = Budget.parse(budget)
-    if pruner not in PRUNERS:
+    if isinstance(pruner, str) and pruner not in PRUNERS:
         raise ValueError(f"pruner = {pruner!r}: expected one of {', '.join(PRUNERS)}")
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler = {sampler!r}: expected one of {', '.join(SAMPLERS)}")
@@ -447,7 +458,8 @@ def tune(data: str | os.PathLike, space: Any = None, budget: Any = "20 trials", 
         import multiprocessing as mp
 
         ctx = mp.get_context("spawn")
-        procs = [ctx.Process(target=_run_worker, args=(spec, i + 1), daemon=False) for i in range(workers)]
+        ready = ctx.Barrier(workers)
+        procs = [ctx.Process(target=_run_worker, args=(spec, i + 1, ready), daemon=False) for i in range(workers)]
         for p in procs:
             p.start()
         for p in procs:
