@@ -147,7 +147,8 @@ def _one_task(args: tuple) -> dict:
         out["methods"][method] = rows
     # fixed number of trials: what each pruner costs and what it ends with
     for label, method in (("none", "tpe"), ("median", "tpe+median"), ("hyperband", "tpe+hyperband"),
-                          ("learned", "tpe+learned"), ("warm", "warm-start"), ("warm+median", "warm+median"),
+                          ("learned", "tpe+learned"), ("warm (enqueue only)", "warm-enqueue"),
+                          ("warm", "warm-start"), ("warm+median", "warm+median"),
                           ("warm+learned", "workbench")):
         rows = []
         for seed in seeds:
@@ -305,9 +306,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"warm start beats the global prior on {len(s['warm_start_beats_global_prior'])}/{len(names)} tasks "
           f"(ties {len(s['warm_start_ties_global_prior'])}; goal ≥ 2/3)")
     print(f"\nfixed {args.fixed_trials} trials (mean over tasks × seeds):")
-    print(f"{'pruner':14s} {'epochs':>8s} {'best val':>9s} {'test':>7s} {'hit target':>11s}")
+    print(f"{'pruner':20s} {'epochs':>8s} {'best val':>9s} {'test':>7s} {'hit target':>11s}")
     for label, f in s["fixed_trials"].items():
-        print(f"{label:14s} {f['epochs']:8.1f} {f['best']:9.4f} {f['test']:7.4f} {f['hit_rate']:11.2f}")
+        print(f"{label:20s} {f['epochs']:8.1f} {f['best']:9.4f} {f['test']:7.4f} {f['hit_rate']:11.2f}")
     fx = s["fixed_trials"]
     print(f"learned vs median pruner (TPE cold): {100 * (1 - fx['learned']['epochs'] / fx['median']['epochs']):.0f}% "
           f"fewer epochs (best val {fx['learned']['best']:.4f} vs {fx['median']['best']:.4f}); with the warm start "

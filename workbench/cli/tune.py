@@ -21,18 +21,19 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--storage", metavar="URL|FILE", help="Optuna storage: an RDB URL or a journal file")
     p.add_argument("--name", help="study name (default: derived from data, space and base; a rerun resumes)")
     p.add_argument("--db", metavar="PATH", help="run-log file (default: $WORKBENCH_HOME/runs.json)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
     p.add_argument("--no-test", action="store_true", help="do not test each trial on its held-out split")
     p.add_argument("--json", action="store_true", help="best trial and study summary as JSON")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("tune", help="tune a command for a dataset (Optuna, warm start, learned pruner)",
+    p = sub.add_parser("tune", help="tune a command for a dataset (warm start, learned pruner)",
                        description="Search training commands for DIR with Optuna TPE, warm-started from the most "
                                    "similar past tasks and pruned by a model learned from stored curves.")
     _common(p)
     p.add_argument("--budget", default="20 trials", help="'20 trials', '240 epochs' or '10 min' (default 20 trials)")
-    p.add_argument("--pruner", default="learned", choices=["learned", "median", "hyperband", "none"])
+    p.add_argument("--pruner", default="learned", choices=["learned", "median", "hyperband", "none"],
+                   help="early stopping of trials (default learned: trained on stored curves)")
     p.add_argument("--no-warm-start", action="store_true", help="cold search (no memory)")
     p.add_argument("--history", metavar="FILE", help="past runs to learn from (export .jsonl[.gz]; default: "
                                                       "the run log plus the shipped meta-dataset)")
@@ -40,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q = sub.add_parser("sweep", help="grid or random search of a space (Optuna, no memory)",
                        description="Run every point of a categorical space (grid) or N random points as trials.")
     _common(q)
-    q.add_argument("--strategy", default="grid", choices=["grid", "random"])
+    q.add_argument("--strategy", default="grid", choices=["grid", "random"], help="GridSampler or RandomSampler")
     q.add_argument("--n", type=int, help="trials (random: required; grid: default the whole grid)")
     q.set_defaults(func=cmd_sweep)
 

@@ -14,6 +14,9 @@
   against which reference and by which pruner.
 - ``budget``: ``"20 trials"``, ``"240 epochs"``, ``"600 s"`` / ``"10 min"`` (an int = trials), for
   the whole study (a resumed study counts what it already ran).
+- A command already trained in the study is never trained again: the repeat is answered from the
+  study (no epochs, not counted as a trial); after two repeats in a row on a categorical space
+  an untried grid point is enqueued, so a sampler that keeps proposing what it knows cannot stall.
 - ``workers=N`` runs N processes on one study: an Optuna journal file on this machine (default
   ``$WORKBENCH_HOME/studies/<name>.journal``), or ``storage="postgresql://…"`` (any RDB URL)
   when several machines share it. Each trial is still a run in the shared run log.
@@ -276,7 +279,7 @@ def _spent(study: Any, spec: _Spec) -> float:
         import optuna
 
         counted = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.RUNNING)
-        return sum(t.state in counted for t in own)
+        return sum(t.state in counted and "repeat_of" not in t.user_attrs for t in own)  # a repeat trains nothing
     if spec.budget.kind == "epochs":
         return sum(int(t.user_attrs.get("epochs", 0)) for t in own)
     return time.time() - spec.started
@@ -288,15 +291,29 @@ def _objective(spec: _Spec, space: SearchSpace, log: RunLog):
     from .. import jobs
     from .pruning import TrialCallback
 
+    grid = space.grid() if all(p.type == "categorical" for p in space) else None
+    repeats = [0]
+
     def objective(trial: Any) -> float:
         params = space.suggest(trial)
         key = space.key_of(params)
-        for t in _own(trial.study, (optuna.trial.TrialState.COMPLETE,)):
+        done = _own(trial.study, (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED))
+        for t in done:
             if t.user_attrs.get("key") == key and t.number != trial.number:  # never train a command twice
                 trial.set_user_attr("repeat_of", t.number)
                 trial.set_user_attr("key", key)
                 trial.set_user_attr("epochs", 0)
+                repeats[0] += 1
+                if repeats[0] >= 2 and grid:  # the sampler keeps proposing what it knows: try something new
+                    tried = {x.user_attrs.get("key") for x in done}
+                    untried = [g for g in grid if space.key_of(g) not in tried]
+                    if untried:
+                        trial.study.enqueue_trial(untried[(spec.seed + trial.number) % len(untried)])
+                    repeats[0] = 0
+                if t.state == optuna.trial.TrialState.PRUNED:
+                    raise optuna.TrialPruned(f"same command as pruned trial {t.number}")
                 return float(t.value)
+        repeats[0] = 0
         trial.set_user_attr("key", key)
         cmd = space.apply(spec.base, params)
         flag = jobs.StopFlag()
@@ -385,7 +402,8 @@ def tune(data: str | os.PathLike, space: Any = None, budget: Any = "20 trials", 
         space: a :class:`SearchSpace`, its dict, a JSON file, or ``None`` for the default space.
         budget: trials, epochs or seconds for the whole study (see :class:`Budget`).
         base: the command trials start from (default :func:`default_base`); ``epochs`` overrides its epochs.
-        name: the study's name (default: derived from data, space and base, so a rerun resumes).
+        name: the study's name (default: derived from data, space, base, sampler, pruner, seed and warm
+            start, so the same call again resumes the same study).
         history: past runs to learn from: ``"auto"`` (run log + shipped meta-dataset), a RunLog,
             an export file, a MetaDataset, or ``None`` (no memory: cold search, Median pruner).
         warm_start: enqueue the nearest tasks' best configurations and add their trials as priors.
@@ -423,7 +441,9 @@ def tune(data: str | os.PathLike, space: Any = None, budget: Any = "20 trials", 
     if sampler == "grid":
         sp.grid_search_space()
     log = log or RunLog()
-    name = name or f"tune-{root.name}-{stable_hash({'space': sp.to_dict(), 'base': base_cmd, 'data': str(root)}, 8)}"
+    ident = {"space": sp.to_dict(), "base": base_cmd, "data": str(root), "sampler": sampler, "seed": seed,
+             "pruner": pruner if isinstance(pruner, str) else type(pruner).__name__, "warm_start": warm_start}
+    name = name or f"{'sweep' if sampler != 'tpe' else 'tune'}-{root.name}-{stable_hash(ident, 8)}"
     storage_obj = study_storage(storage, name)
     study = optuna.create_study(study_name=name, storage=storage_obj, direction="maximize", load_if_exists=True)
     feats = task_features(root)
