@@ -31,7 +31,7 @@ sys.path.insert(0, str(HERE.parent))
 DEFAULT_DATA = HERE / "data" / "metadataset.jsonl.gz"
 
 METHODS = ("default", "random", "grid", "tpe", "tpe+median", "tpe+hyperband", "tpe+learned", "global-prior",
-           "warm-enqueue", "warm-start", "warm+median", "workbench")
+           "warm-start", "warm+priors", "warm+median", "workbench")
 #: The default command on the grid: Adam 1e-3, small CNN width 32, no augmentation, batch 16.
 DEFAULT_PARAMS = {"optimizer.params.lr": 0.001, "model.params.hidden": 32, "transforms": "none", "batch_size": 16}
 BUDGET_MULTIPLES = (1, 3, 10)
@@ -69,14 +69,14 @@ def _study_parts(method: str, seed: int, ctx: dict):
         return tpe, pruners[method[4:]], [], []
     if method == "global-prior":
         return tpe, None, ctx["global"], []
-    if method == "warm-enqueue":
+    if method == "warm-start":  # what tune() does: enqueue the neighbours' best configurations
         return tpe, None, ws.enqueue(), []
-    if method == "warm-start":
+    if method == "warm+priors":  # the ablation: also their runs as prior trials (study.add_trials)
         return tpe, None, ws.enqueue(), ws.prior_trials
     if method == "warm+median":
-        return tpe, pruners["median"], ws.enqueue(), ws.prior_trials
+        return tpe, pruners["median"], ws.enqueue(), []
     if method == "workbench":
-        return tpe, pruners["learned"], ws.enqueue(), ws.prior_trials
+        return tpe, pruners["learned"], ws.enqueue(), []
     raise ValueError(method)
 
 
@@ -147,8 +147,8 @@ def _one_task(args: tuple) -> dict:
         out["methods"][method] = rows
     # fixed number of trials: what each pruner costs and what it ends with
     for label, method in (("none", "tpe"), ("median", "tpe+median"), ("hyperband", "tpe+hyperband"),
-                          ("learned", "tpe+learned"), ("warm (enqueue only)", "warm-enqueue"),
-                          ("warm", "warm-start"), ("warm+median", "warm+median"),
+                          ("learned", "tpe+learned"), ("warm", "warm-start"), ("warm+priors", "warm+priors"),
+                          ("warm+median", "warm+median"),
                           ("warm+learned", "workbench")):
         rows = []
         for seed in seeds:
@@ -233,7 +233,7 @@ def plot(results: list[dict], E: int, budget: int, path: Path) -> None:
                         y[grid >= ep] = np.minimum(y[grid >= ep], (r["oracle"] - best) / span)
                 curves.append(y)
         mean = np.mean(curves, axis=0)
-        style = "-" if m in ("workbench", "warm-start", "tpe+median", "tpe") else "--"
+        style = "-" if m in ("workbench", "warm-start", "tpe+median", "tpe", "global-prior") else "--"
         ax.plot(grid / E, np.maximum(mean, 1e-3), style, label=m, lw=2.2 if m == "workbench" else 1.2)
     ax.set_xscale("log")
     ax.set_yscale("log")

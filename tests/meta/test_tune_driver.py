@@ -40,6 +40,7 @@ def test_every_trial_is_a_tested_run_in_the_log(folder, log):
     assert res.best["run_id"] in {r["id"] for r in runs}
     assert res.anytime()["epochs"].tolist() == [2, 4, 6]
     assert any("start" in n for n in res.notes)  # says whether it warm-started or why not
+    assert set(res.importance()) <= set(metadataset_space().params)  # Optuna's fANOVA on own trials
     # a rerun of the same study resumes: the budget is spent, nothing new trains
     again = tune(folder, space=metadataset_space(), budget="3 trials", epochs=2, log=log,
                  history=SHIPPED_METADATASET, pruner="none")

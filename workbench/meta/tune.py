@@ -394,7 +394,8 @@ def _history(history: Any, space: SearchSpace, log: RunLog, name: str) -> MetaDa
 def tune(data: str | os.PathLike, space: Any = None, budget: Any = "20 trials", base: Mapping[str, Any] | None = None,
          *, name: str | None = None, log: RunLog | None = None, history: Any = "auto", warm_start: bool = True,
          pruner: Any = "learned", sampler: str = "tpe", workers: int = 1, storage: str | None = None, seed: int = 0,
-         test: bool = True, k: int = 3, n_enqueue: int = 3, epochs: int | None = None) -> TuneResult:
+         test: bool = True, k: int = 3, n_enqueue: int = 3, priors: bool = False,
+         epochs: int | None = None) -> TuneResult:
     """Tune a training command for the image folder ``data`` (see the module docstring).
 
     Args:
@@ -406,7 +407,9 @@ def tune(data: str | os.PathLike, space: Any = None, budget: Any = "20 trials", 
             start, so the same call again resumes the same study).
         history: past runs to learn from: ``"auto"`` (run log + shipped meta-dataset), a RunLog,
             an export file, a MetaDataset, or ``None`` (no memory: cold search, Median pruner).
-        warm_start: enqueue the nearest tasks' best configurations and add their trials as priors.
+        warm_start: enqueue the nearest tasks' best configurations (``n_enqueue`` of them, ``k`` neighbours).
+        priors: also add the neighbours' runs as prior trials (off: the ablation in the README found
+            no gain, and a loss on one task).
         pruner: ``learned`` | ``median`` | ``hyperband`` | ``none``, or an Optuna pruner object.
         sampler: ``tpe`` | ``random`` | ``grid`` (grid needs a categorical space).
         workers: processes running trials of this study at once.
@@ -442,7 +445,8 @@ def tune(data: str | os.PathLike, space: Any = None, budget: Any = "20 trials", 
         sp.grid_search_space()
     log = log or RunLog()
     ident = {"space": sp.to_dict(), "base": base_cmd, "data": str(root), "sampler": sampler, "seed": seed,
-             "pruner": pruner if isinstance(pruner, str) else type(pruner).__name__, "warm_start": warm_start}
+             "pruner": pruner if isinstance(pruner, str) else type(pruner).__name__, "warm_start": warm_start,
+             "priors": priors}
     name = name or f"{'sweep' if sampler != 'tpe' else 'tune'}-{root.name}-{stable_hash(ident, 8)}"
     storage_obj = study_storage(storage, name)
     study = optuna.create_study(study_name=name, storage=storage_obj, direction="maximize", load_if_exists=True)
@@ -462,7 +466,7 @@ def tune(data: str | os.PathLike, space: Any = None, budget: Any = "20 trials", 
     if warm_start and not study.trials:
         from .warmstart import warm_start as _ws
 
-        ws = _ws(feats, hist, k=k, n_configs=n_enqueue)
+        ws = _ws(feats, hist, k=k, n_configs=n_enqueue, prior=priors)
         result.warm_start = ws
         result.notes.append(ws.reason)
         if not ws.cold:

@@ -12,7 +12,8 @@ Given the new task's meta-features and the past tasks' runs (a run log, an expor
 3. **Enqueued configurations** (``study.enqueue_trial``): grid points ranked by their
    similarity-weighted *normalised* value on the neighbours (0 = that task's median run,
    1 = its best run), so a configuration good on all neighbours beats one lucky on one.
-4. **Prior trials** (``study.add_trials``): the neighbours' runs as finished trials, their
+4. **Prior trials** (``study.add_trials``, optional: ``tune(priors=True)``; the README's ablation
+   found no gain over enqueuing alone): the neighbours' runs as finished trials, their
    values re-scaled onto the new task's expected range (the neighbours' weighted median → best
    range), tagged ``prior`` so the search's own best, budget and pruner ignore them; the
    least similar are added first, so TPE's recency weights trust them least.
