@@ -19,6 +19,12 @@ def md():
     return MetaDataset.load(SHIPPED_METADATASET)
 
 
+@pytest.fixture(scope="module")
+def model(md):
+    """The learned pruner's model, trained without the objects-a task (as leave-one-task-out does)."""
+    return CurveModel().fit(md.without("objects-a"))
+
+
 def test_shipped_metadataset_is_16_tasks_by_48_configs_of_real_runs(md):
     assert len(md) >= 12 and {len(t.curves) for t in md.tasks.values()} == {48} and md.epochs == 12
     families = {t.family for t in md.tasks.values()}
@@ -80,8 +86,7 @@ def test_unlike_every_past_task_is_a_cold_start(md):
     assert ws.cold and "cold start" in ws.reason and ws.enqueue() == []
 
 
-def test_learned_pruner_is_trained_without_the_held_out_task(md):
-    model = CurveModel().fit(md.without("objects-a"))
+def test_learned_pruner_is_trained_without_the_held_out_task(md, model):
     assert model.n_tasks == len(md) - 1 and all(0.5 <= t < 1 for t in model.thresholds.values())
     task = md.tasks["objects-a"]
     ranked = task.ranked()
@@ -94,8 +99,7 @@ def test_learned_pruner_is_trained_without_the_held_out_task(md):
     assert model.should_stop([0.3, float("nan")], 0.1, [0.1] * 12, 12)  # diverged
 
 
-def test_learned_pruner_ignores_prior_trials_as_reference(md):
-    model = CurveModel().fit(md.without("objects-a"))
+def test_learned_pruner_ignores_prior_trials_as_reference(model):
     pruner = LearnedPruner(model, max_epochs=12)
     assert isinstance(pruner, optuna.pruners.BasePruner)
     study = optuna.create_study(direction="maximize", pruner=pruner)

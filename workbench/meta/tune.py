@@ -27,7 +27,6 @@
 from __future__ import annotations
 
 import copy
-import math
 import os
 import re
 import time
@@ -35,11 +34,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from .. import paths
 from ..runlog import RunLog
 from .common import stable_hash
 from .replay import MetaDataset, trial_value
 from .space import SearchSpace, SpaceError, load_space
+from .study import anytime_curve, own_trials as _own, pruned_trials, study_storage, trials_frame
 
 __all__ = ["Budget", "TuneResult", "tune", "anytime_curve", "trials_frame", "pruned_trials", "study_storage",
            "SHIPPED_METADATASET", "PRUNERS", "SAMPLERS"]
@@ -83,68 +82,6 @@ class Budget:
 
     def __str__(self) -> str:
         return f"{self.amount:g} {self.kind}"
-
-
-def study_storage(storage: str | None, name: str):
-    """An Optuna storage: an RDB URL as given, else a journal file (a path, or the default one)."""
-    import optuna
-    from optuna.storages.journal import JournalFileBackend
-
-    if storage and "://" in storage:
-        return optuna.storages.RDBStorage(storage)
-    path = Path(storage).expanduser() if storage else paths.home() / "studies" / f"{name}.journal"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
-
-
-def _own(study: Any, states: Any = None) -> list:
-    return [t for t in study.get_trials(deepcopy=False, states=states) if not t.user_attrs.get("prior")]
-
-
-def trials_frame(study: Any):
-    """One row per own trial (priors left out): number, state, params, value, epochs, run id, test accuracy.
-
-    The data of a parallel-coordinates plot of the study.
-    """
-    import pandas as pd
-
-    rows = []
-    for t in _own(study):
-        rows.append({"trial": t.number, "state": t.state.name, **t.params, "value": t.value,
-                     "epochs": t.user_attrs.get("epochs", len(t.intermediate_values)),
-                     "run_id": t.user_attrs.get("run_id"), "test_accuracy": t.user_attrs.get("test_accuracy"),
-                     "pruned_at": t.user_attrs.get("pruned_epoch")})
-    return pd.DataFrame(rows)
-
-
-def anytime_curve(study: Any):
-    """Best finished value so far after each own trial, against cumulative epochs trained."""
-    import pandas as pd
-
-    import optuna
-
-    rows, best, spent = [], -math.inf, 0
-    for t in sorted(_own(study), key=lambda t: t.number):
-        if t.state not in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED):
-            continue
-        spent += int(t.user_attrs.get("epochs", len(t.intermediate_values)))
-        if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None:
-            best = max(best, t.value)
-        rows.append({"trial": t.number, "epochs": spent, "best": best if best > -math.inf else None,
-                     "state": t.state.name})
-    return pd.DataFrame(rows)
-
-
-def pruned_trials(study: Any):
-    """Pruned trials with their partial curves and the epoch they were stopped at."""
-    import pandas as pd
-
-    import optuna
-
-    rows = [{"trial": t.number, "run_id": t.user_attrs.get("run_id"), "stopped_at": max(t.intermediate_values),
-             "curve": [t.intermediate_values[k] for k in sorted(t.intermediate_values)], **t.params}
-            for t in _own(study, (optuna.trial.TrialState.PRUNED,)) if t.intermediate_values]
-    return pd.DataFrame(rows)
 
 
 @dataclass
@@ -391,6 +328,33 @@ def _history(history: Any, space: SearchSpace, log: RunLog, name: str) -> MetaDa
     return MetaDataset.load(history, space, exclude_tags=[f"study:{name}"])
 
 
+def _checked(data: Any, space: Any, budget: Any, base: Mapping[str, Any] | None, pruner: Any, sampler: str,
+             workers: int, epochs: int | None) -> tuple[Budget, Path, SearchSpace, dict]:
+    """Everything that can be wrong with a call fails here, before a study or a run exists."""
+    from ..data.imagefolder import scan_folder
+
+    budget = Budget.parse(budget)
+    if isinstance(pruner, str) and pruner not in PRUNERS:
+        raise ValueError(f"pruner = {pruner!r}: expected one of {', '.join(PRUNERS)}")
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler = {sampler!r}: expected one of {', '.join(SAMPLERS)}")
+    if not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers = {workers!r}: expected a positive whole number of processes")
+    root = Path(data).expanduser().resolve()
+    if not root.is_dir():
+        raise ValueError(f"data = {str(data)!r}: no such folder")
+    classes, _ = scan_folder(root)
+    sp = load_space(space)
+    base_cmd = copy.deepcopy(dict(base)) if base is not None else default_base()
+    if epochs is not None:
+        base_cmd["epochs"] = int(epochs)
+    base_cmd.pop("data", None)
+    _check_space(sp, base_cmd, len(classes))
+    if sampler == "grid":
+        sp.grid_search_space()
+    return budget, root, sp, base_cmd
+
+
 def tune(data: str | os.PathLike, space: Any = None, budget: Any = "20 trials", base: Mapping[str, Any] | None = None,
          *, name: str | None = None, log: RunLog | None = None, history: Any = "auto", warm_start: bool = True,
          pruner: Any = "learned", sampler: str = "tpe", workers: int = 1, storage: str | None = None, seed: int = 0,
@@ -418,31 +382,11 @@ def tune(data: str | os.PathLike, space: Any = None, budget: Any = "20 trials", 
     """
     import optuna
 
-    from ..data.imagefolder import scan_folder
     from .features import task_features
     from .pruning import CurveModel
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    # -- everything that can be wrong fails here, before a trial runs --
-    budget = Budget.parse(budget)
-    if isinstance(pruner, str) and pruner not in PRUNERS:
-        raise ValueError(f"pruner = {pruner!r}: expected one of {', '.join(PRUNERS)}")
-    if sampler not in SAMPLERS:
-        raise ValueError(f"sampler = {sampler!r}: expected one of {', '.join(SAMPLERS)}")
-    if not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers = {workers!r}: expected a positive whole number of processes")
-    root = Path(data).expanduser().resolve()
-    if not root.is_dir():
-        raise ValueError(f"data = {str(data)!r}: no such folder")
-    classes, _ = scan_folder(root)
-    sp = load_space(space)
-    base_cmd = copy.deepcopy(dict(base)) if base is not None else default_base()
-    if epochs is not None:
-        base_cmd["epochs"] = int(epochs)
-    base_cmd.pop("data", None)
-    _check_space(sp, base_cmd, len(classes))
-    if sampler == "grid":
-        sp.grid_search_space()
+    budget, root, sp, base_cmd = _checked(data, space, budget, base, pruner, sampler, workers, epochs)
     log = log or RunLog()
     ident = {"space": sp.to_dict(), "base": base_cmd, "data": str(root), "sampler": sampler, "seed": seed,
              "pruner": pruner if isinstance(pruner, str) else type(pruner).__name__, "warm_start": warm_start,
