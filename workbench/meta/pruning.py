@@ -102,7 +102,7 @@ class CurveModel:
 
     def fit(self, source: Any) -> "CurveModel":
         """Train on the finished curves of past tasks (a MetaDataset, ReplayTasks or ``curves_from`` rows)."""
-        from sklearn.ensemble import HistGradientBoostingClassifier
+        from threadpoolctl import threadpool_limits
 
         tasks = source if isinstance(source, list) and source and isinstance(source[0], tuple) else curves_from(source)
         if not tasks:
@@ -110,6 +110,11 @@ class CurveModel:
         X, y, group, task_of = self._samples(tasks)
         if len(set(y)) < 2:
             raise ValueError("CurveModel.fit: every training run ends on the same side of its reference")
+        with threadpool_limits(1):  # OpenMP threads collapse when the cores are shared
+            return self._fit(X, y, group, task_of, len(tasks), sum(len(c) for _, c, _ in tasks))
+
+    def _fit(self, X, y, group, task_of, n_tasks: int, n_curves: int) -> "CurveModel":
+        from sklearn.ensemble import HistGradientBoostingClassifier
 
         def model():
             return HistGradientBoostingClassifier(max_iter=60, learning_rate=0.1, max_leaf_nodes=15,
@@ -119,7 +124,7 @@ class CurveModel:
         # pruned at its first epoch above the threshold, so the threshold is the (1 - max_false_prune)
         # quantile of the highest probability each would-have-won run ever gets
         p = np.zeros(len(y))
-        folds = min(4, len(tasks))
+        folds = min(4, n_tasks)
         if folds >= 2:
             from sklearn.model_selection import GroupKFold
 
@@ -132,7 +137,7 @@ class CurveModel:
             p = self.model.predict_proba(X)[:, 1]
         self.thresholds = self._calibrate(p, y, group, X[:, 0])
         self.threshold = float(np.mean(list(self.thresholds.values())))
-        self.n_tasks, self.n_curves = len(tasks), sum(len(c) for _, c, _ in tasks)
+        self.n_tasks, self.n_curves = n_tasks, n_curves
         return self
 
     def _calibrate(self, p, y, group, progress) -> dict[float, float]:
