@@ -89,6 +89,14 @@ def test_two_worker_processes_share_one_study(folder, log):
     assert sorted(res.trials()["trial"]) == [0, 1, 2, 3] and set(res.trials()["state"]) == {"COMPLETE"}
 
 
+def test_an_rdb_url_holds_the_study(folder, log, tmp_path):
+    url = f"sqlite:///{tmp_path / 'studies.db'}"  # what several machines would share (PostgreSQL the same way)
+    res = tune(folder, space=SMALL, budget=1, epochs=1, log=log, history=None, warm_start=False, pruner="none",
+               storage=url, test=False)
+    again = optuna.load_study(study_name=res.name, storage=url)
+    assert [t.user_attrs["run_id"] for t in again.trials] == [r["id"] for r in log.find(tag=f"study:{res.name}")]
+
+
 def test_warm_start_configs_without_running_anything(tmp_path, log):
     spec = synthetic.TaskSpec("gratings-new", "gratings", size=24, n_classes=8, per_class=20, noise=2.4, seed=11)
     folder = synthetic.write_task(spec, tmp_path)
