@@ -53,11 +53,11 @@ def ood_score(new: Mapping[str, Any], tasks: Sequence[ReplayTask]) -> float:
     """Distance to the nearest past task ÷ median nearest-neighbour distance among past tasks."""
     import numpy as np
 
-    from .recommend import _vectors
+    from .recommend import feature_vectors
 
     if len(tasks) < 2:
         return math.inf
-    V = _vectors([new, *[t.features for t in tasks]])
+    V = feature_vectors([new, *[t.features for t in tasks]])
     D = np.linalg.norm(V[:, None, :] - V[None, :, :], axis=2)
     past = D[1:, 1:] + np.eye(len(tasks)) * 1e12
     typical = float(np.median(past.min(axis=1)))
