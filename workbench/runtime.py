@@ -128,6 +128,21 @@ def threads_for_job(requested: int | None, running: int | None = None) -> int:
     return max(1, cpu_cores() // (others + 1))
 
 
+def set_thread_count(n: int) -> None:
+    """``torch.set_num_threads(n)`` for the calling thread, made to stick.
+
+    torch initialises a thread's OpenMP count lazily, at the thread's first parallel operator,
+    from the count *last set in any thread*. A fresh thread that only calls ``set_num_threads(1)``
+    is therefore switched to another job's count (say 2) as soon as that job sets it and this
+    thread runs its first parallel operator (tests/training/test_threads.py shows it). Asking for
+    the count first runs that lazy initialisation now, so the setting below is the last word.
+    """
+    import torch
+
+    torch.get_num_threads()
+    torch.set_num_threads(n)
+
+
 @contextmanager
 def job_slot(threads: int) -> Iterator[int]:
     """Count a job as running (with ``threads``) for the budget of the jobs that start meanwhile."""
@@ -160,15 +175,13 @@ def job_threads(requested: int | None) -> Iterator[int]:
     tune_allocator()
     before, before_req = torch.get_num_threads(), getattr(_LOCAL, "requested", None)
     _LOCAL.requested = requested
-    if n != before:
-        torch.set_num_threads(n)
+    set_thread_count(n)
     try:
         with job_slot(n):
             yield n
     finally:
         _LOCAL.requested = before_req
-        if n != before:
-            torch.set_num_threads(before)
+        set_thread_count(before)  # also if the job changed it (a learner on the task pool runs with 1)
 
 
 _ALLOCATOR_TUNED = False

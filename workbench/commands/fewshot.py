@@ -49,7 +49,7 @@ TRAITS: dict[str, Traits] = {
 }
 KINDS = tuple(TRAITS)
 DATA_FORMATS = ("folder", "omniglot", "miniimagenet")
-VECTORIZE = ("auto", "vmap", "loop")
+VECTORIZE = ("auto", "threads", "loop", "vmap")
 #: Fields of the baseline command few-shot kinds accept but do not use, with the neutral values
 #: they may carry (anything else is an error rather than silently ignored) …
 _SHARED_UNUSED = {"labels": (None,), "scheduler": (None,), "pil_ops": ([], None), "transforms": ([], None),
@@ -137,9 +137,10 @@ class MamlOptions(Section):
 
     @model_validator(mode="after")
     def _vmap_needs_fast_bn(self) -> "MamlOptions":
-        if self.fast_bn is False and self.vectorize != "loop":
-            raise ConfigError("vectorize", "fast_bn=false needs vectorize 'loop' (vmap over nn.BatchNorm2d gives"
-                              " wrong second-order gradients)", self.vectorize, ["loop"])
+        if self.fast_bn is False and self.vectorize not in ("loop", "threads"):
+            raise ConfigError("vectorize", "fast_bn=false needs vectorize 'loop' or 'threads' (vmap over"
+                              " nn.BatchNorm2d gives wrong second-order gradients)", self.vectorize,
+                              ["loop", "threads"])
         return self
 
 

@@ -222,6 +222,8 @@ class MAML(EpisodicModule):
             when the meta-batch runs under vmap.
     """
 
+    parallel_tasks = True  # adapt() only reads the module: test tasks are scored on the task pool
+
     def __init__(self, n_way: int = 5, in_channels: int = 1, image_size: int = 28, hidden: int = 32,
                  inner_steps: int = 1, inner_lr: float = 0.4, test_inner_steps: int | None = None,
                  test_inner_lr: float | None = None, first_order: bool = False, learn_inner_lr: bool = False,
@@ -267,6 +269,9 @@ class MAML(EpisodicModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+    def trains_on_task_pool(self) -> bool:
+        return resolve_vectorize(self.hparams.vectorize, self.device) == "threads"
 
     def net_function(self) -> Forward:
         """The network as a thread-safe ``forward(params, x)`` (channels-last Conv-4 when it is one)."""

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from ..nets.backbones import conv4
 from .episodic import EpisodicModule, Scorer
+from .fastconv import channels_last
 
 
 def prototypes(z_support: torch.Tensor, y_support: torch.Tensor, n_way: int) -> torch.Tensor:
@@ -32,6 +33,8 @@ class ProtoNet(EpisodicModule):
     """ProtoNet over a Conv-4 encoder (no head). BatchNorm keeps running statistics (eval
     mode uses them), so queries are scored independently of each other."""
 
+    parallel_tasks = True  # adapt() only reads the encoder (eval mode): tasks can be scored at once
+
     def __init__(self, in_channels: int = 1, image_size: int = 28, hidden: int = 64, optimizer: str = "Adam",
                  optimizer_params: dict | None = None) -> None:
         super().__init__()
@@ -44,13 +47,14 @@ class ProtoNet(EpisodicModule):
                    optimizer=cmd.optimizer.name, optimizer_params=cmd.optimizer.params)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encoder(x)
+        # channels-last activations: 3-4× faster pooling and BatchNorm on CPU (see .fastconv)
+        return self.encoder(channels_last(x))
 
     def batch_logits(self, sx: torch.Tensor, sy: torch.Tensor, qx: torch.Tensor) -> torch.Tensor:
         """Query logits for a batch of tasks ``[B, …]`` with one encoder pass over all images."""
         b, s = sx.shape[:2]
         q = qx.shape[1]
-        z = self.encoder(torch.cat([sx.flatten(0, 1), qx.flatten(0, 1)]))
+        z = self(torch.cat([sx.flatten(0, 1), qx.flatten(0, 1)]))
         zs, zq = z[: b * s].view(b, s, -1), z[b * s:].view(b, q, -1)
         n_way = int(sy.max()) + 1
         return proto_logits(zq, prototypes(zs, sy, n_way))
@@ -67,9 +71,9 @@ class ProtoNet(EpisodicModule):
     def adapt(self, support_x: torch.Tensor, support_y: torch.Tensor, n_way: int) -> Scorer:
         """Class prototypes of the support set; queries are scored by distance to them."""
         with torch.no_grad():
-            protos = prototypes(self.encoder(support_x), support_y, n_way)
+            protos = prototypes(self(support_x), support_y, n_way)
 
         def score(x: torch.Tensor) -> torch.Tensor:
             with torch.no_grad():
-                return proto_logits(self.encoder(x), protos)
+                return proto_logits(self(x), protos)
         return score

@@ -35,7 +35,7 @@ _POOL_LOCK = threading.Lock()
 
 
 def _one_thread() -> None:
-    torch.set_num_threads(1)  # per worker thread (torch keeps one intra-op setting per thread)
+    runtime.set_thread_count(1)  # per worker thread (torch keeps one intra-op setting per thread)
 
 
 def pool() -> ThreadPoolExecutor:
@@ -54,12 +54,12 @@ def one_intra_op_thread() -> Iterator[None]:
     """Run the body with one intra-op thread in the calling thread (restored afterwards)."""
     before = torch.get_num_threads()
     if before != 1:
-        torch.set_num_threads(1)
+        runtime.set_thread_count(1)
     try:
         yield
     finally:
         if before != 1:
-            torch.set_num_threads(before)
+            runtime.set_thread_count(before)
 
 
 def parallelism(requested: int | None = None) -> int:
