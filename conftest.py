@@ -11,6 +11,9 @@ os.environ.setdefault("WORKBENCH_QUICK", "1")
 if not os.environ.get("WORKBENCH_TEST_KEEP_HOME"):
     os.environ["WORKBENCH_HOME"] = tempfile.mkdtemp(prefix="workbench-test-home-")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# Jobs default to a share of the cores (workbench.runtime); tests share 2 cores with everything
+# else on the machine, so their jobs get one unless a test asks otherwise.
+os.environ.setdefault("WORKBENCH_THREADS", "1")
 # A SerpApi key in the developer's shell must never reach the tests.
 os.environ.pop("SERPAPI_API_KEY", None)
 

@@ -20,6 +20,13 @@ processes (``strategy`` ``ddp*``, ``devices`` > 1 or ``num_nodes`` > 1) run as a
 (``python -m workbench train --run-id …``), because Lightning's DDP launcher re-executes the
 script, which a kernel cannot be; ``mode="subprocess"`` forces that for isolation.
 
+**Thread budgets.** Every job runs with an explicit intra-op thread count: the user's ``threads``,
+else an even share of the cores among the jobs running when it starts (thread jobs of this
+process and subprocess jobs it started, which get it as ``--threads`` and ``OMP_NUM_THREADS``);
+the record stores it (``runtime.threads``). Meta-learners run their tasks on one shared pool of
+single-threaded workers (:mod:`workbench.learners.taskparallel`), so concurrent meta-learning
+jobs share the cores instead of oversubscribing them.
+
 Statuses in the run log: ``queued → running → trained`` (or ``stopped`` / ``failed``), then for a
 test ``testing → completed``. A process that dies leaves ``crashed``.
 """
@@ -180,9 +187,11 @@ def _run_thread(handle: JobHandle, body: Callable[[], dict[str, Any]]) -> None:
     handle._finish({"summary": {}, "error": None, **res, "run_id": handle.run_id})
 
 
-def _spawn(args: list[str], run_dir: Path) -> subprocess.Popen:
+def _spawn(args: list[str], run_dir: Path, threads: int | None = None) -> subprocess.Popen:
     env = dict(os.environ)
     env.setdefault("PYTHONUNBUFFERED", "1")
+    if threads is not None:  # also for whatever runs before torch.set_num_threads in the child
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
     run_dir.mkdir(parents=True, exist_ok=True)
     out = open(run_dir / "job.log", "ab")
     # start_new_session: Ctrl-C in the kernel must not reach the job; it has its own stop file.
@@ -205,7 +214,8 @@ def start_training(command: Command | Mapping[str, Any] | str | Path, data: Any 
     and creates no run. ``mode``: ``"auto"`` (thread, or subprocess for multi-process
     strategies), ``"thread"`` or ``"subprocess"``. ``callbacks``: extra Lightning callbacks
     (thread jobs only: a subprocess cannot receive Python objects). ``threads``: the job's
-    intra-op thread count (default: the command's ``threads``).
+    intra-op thread count (default: the command's ``threads``, else an even share of the cores
+    among the jobs running when it starts: :func:`workbench.runtime.threads_for_job`).
     """
     if mode not in MODES:
         raise ValueError(f"mode {mode!r} is not one of {', '.join(MODES)}")
@@ -231,8 +241,12 @@ def start_training(command: Command | Mapping[str, Any] | str | Path, data: Any 
                                                callbacks=callbacks, threads=threads), "train")
     cfg_path = run.dir / "command.json"
     cfg_path.write_text(json.dumps(cmd.to_dict(), indent=1), encoding="utf-8")
+    # The child gets its share of the cores now, explicitly: it cannot see this process's jobs.
+    n = runtime.threads_for_job(threads if threads is not None else cmd.threads)
     args = ["train", "--config", str(cfg_path), "--run-id", run.id, "--db", str(log.path), "--no-progress"]
-    h._proc = _spawn(args + (["--threads", str(threads)] if threads is not None else []), run.dir)
+    h._proc = _spawn(args + ["--threads", str(n)], run.dir, threads=n)
+    release = runtime.reserve_threads(n)  # counted among the running jobs until it ends
+    h.on_done(lambda _h: release())
     _watch(h)
     return h
 

@@ -31,7 +31,7 @@ import os
 import threading
 import warnings
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 #: Held while a job's randomness is swapped into torch's process-wide generator.
 RNG_LOCK = threading.RLock()
@@ -93,11 +93,16 @@ def generator(seed: int) -> Any:
 
 
 def cpu_cores() -> int:
-    """Cores this process may run on (its CPU affinity), at least 1."""
+    """Cores workbench jobs of this process share: its CPU affinity, at most ``WORKBENCH_THREADS``
+    when that is set (e.g. 1 in the test suite), at least 1."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        n = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+        n = os.cpu_count() or 1
+    cap = os.environ.get("WORKBENCH_THREADS", "")
+    if cap.strip().isdigit() and int(cap) > 0:
+        n = min(n, int(cap))
+    return max(1, n)
 
 
 #: Thread counts of the jobs running now: thread jobs of this process and subprocess jobs it started.
@@ -143,17 +148,26 @@ def set_thread_count(n: int) -> None:
     torch.set_num_threads(n)
 
 
-@contextmanager
-def job_slot(threads: int) -> Iterator[int]:
-    """Count a job as running (with ``threads``) for the budget of the jobs that start meanwhile."""
+def reserve_threads(threads: int) -> Callable[[], None]:
+    """Count a job as running (with ``threads``) until the returned function is called."""
     token = object()
     with _RUNNING_LOCK:
         _RUNNING[id(token)] = threads
+
+    def release() -> None:
+        with _RUNNING_LOCK:
+            _RUNNING.pop(id(token), None)
+    return release
+
+
+@contextmanager
+def job_slot(threads: int) -> Iterator[int]:
+    """Count a job as running (with ``threads``) for the budget of the jobs that start meanwhile."""
+    release = reserve_threads(threads)
     try:
         yield threads
     finally:
-        with _RUNNING_LOCK:
-            _RUNNING.pop(id(token), None)
+        release()
 
 
 def requested_threads() -> int | None:

@@ -144,15 +144,17 @@ def parallel_meta_loss(net: nn.Module | Forward, params: Params, batch: tuple[to
     sx, sy, qx, qy = batch
     leaves = list(params.values()) + (list(lrs.values()) if lrs is not None else [])
 
+    b = sx.shape[0]
+
     def one(i: int):
         with torch.enable_grad():
             lo, ac = task_loss(net, params, sx[i], sy[i], qx[i], qy[i], steps, lr, first_order, lrs, functional=False)
-            gs = torch.autograd.grad(lo, leaves, allow_unused=True)
+            # lo / b: each task's share of the mean, rounded as the mean's own backward rounds it
+            gs = torch.autograd.grad(lo / b, leaves, allow_unused=True)
         return gs, lo.detach(), ac.detach()
 
-    b = sx.shape[0]
     out = taskparallel.run_tasks(one, b, taskparallel.parallelism(parallel))
-    grads = taskparallel.sum_in_order([o[0] for o in out], 1.0 / b)
+    grads = taskparallel.sum_in_order([o[0] for o in out])
     loss = torch.stack([o[1] for o in out]).mean()
     return taskparallel.with_gradients(loss, leaves, grads), torch.stack([o[2] for o in out]).mean()
 

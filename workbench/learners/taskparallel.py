@@ -43,7 +43,9 @@ def pool() -> ThreadPoolExecutor:
     global _POOL, _POOL_SIZE
     with _POOL_LOCK:
         size = runtime.cpu_cores()
-        if _POOL is None or _POOL_SIZE != size:
+        if _POOL is None or _POOL_SIZE != size:  # first use, or the cores allowed changed
+            if _POOL is not None:
+                _POOL.shutdown(wait=False)  # running tasks finish; its threads then exit
             _POOL = ThreadPoolExecutor(size, thread_name_prefix="workbench-task", initializer=_one_thread)
             _POOL_SIZE = size
         return _POOL
@@ -91,7 +93,12 @@ def run_tasks(fn: Callable[[int], T], n: int, parallel: int) -> list[T]:
     try:
         while nxt < n or pending:
             while nxt < n and len(pending) < parallel:
-                pending[ex.submit(fn, nxt)] = nxt
+                try:
+                    fut = ex.submit(fn, nxt)
+                except RuntimeError:  # the pool was replaced meanwhile (the allowed cores changed)
+                    ex = pool()
+                    fut = ex.submit(fn, nxt)
+                pending[fut] = nxt
                 nxt += 1
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for f in done:
