@@ -223,6 +223,7 @@ class Run:
             lost = len(self._buf) + self._dropped
             note = f"metrics truncated: {self._write_error} ({lost} rows not stored)"
             error = f"{error}; {note}" if error else note
+            self._buf = []  # what the store refused is reported here, not written behind the record's back
         mine = self.metrics_summary()
 
         def merge(doc: dict[str, Any]) -> dict[str, Any]:
@@ -347,7 +348,7 @@ class RunLog:
                 raise RunLogError(f"run id prefix {ref!r} is ambiguous: {', '.join(sorted(pref)[:5])}")
         named = self.store.latest_named(ref)
         if named is not None:
-            return named
+            return check_run_id(named)  # a tampered row's id never reaches a path
         raise RunLogError(f"no run with id or name {ref!r} in {self.store.display}")
 
     def get(self, run_id: str, metrics: bool = True) -> dict[str, Any]:
@@ -380,7 +381,8 @@ class RunLog:
         df = pd.DataFrame(rows)
         if df.empty:
             return pd.DataFrame(columns=["step", "time"])
-        return df.sort_values(["step", "time"], kind="stable").reset_index(drop=True)
+        keys = [k for k in ("step", "time") if k in df.columns]
+        return df.sort_values(keys, kind="stable").reset_index(drop=True) if keys else df
 
     def runs(self) -> list[dict[str, Any]]:
         """All records (without per-step metrics), oldest first."""
@@ -466,8 +468,11 @@ class RunLog:
         host = socket.gethostname()
         dead: list[tuple[str, str]] = []
         for d, age in self.store.active():
+            if not isinstance(d.get("id"), str) or not RUN_ID_RE.fullmatch(d["id"]):
+                continue  # a tampered row: never act on it
             if d.get("host") == host:
-                if d.get("pid") is not None and not pid_alive(int(d["pid"]), d.get("pid_start")):
+                pid = d.get("pid")
+                if isinstance(pid, int) and not isinstance(pid, bool) and not pid_alive(pid, d.get("pid_start")):
                     dead.append((d["id"], f"process {d['pid']} on {host} is gone"))
             elif age is None or age > stale_after:
                 since = "ever" if age is None else f"{age:.0f} s"

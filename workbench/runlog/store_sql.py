@@ -289,6 +289,29 @@ CREATE TABLE IF NOT EXISTS wb_quarantine (seq INTEGER PRIMARY KEY AUTOINCREMENT,
 """
 
 
+@contextmanager
+def _transaction(c: sqlite3.Connection) -> Iterator[None]:
+    """BEGIN IMMEDIATE … COMMIT, rolled back on any exception, Ctrl-C included.
+
+    A KeyboardInterrupt can land between two statements; a transaction it left open is rolled
+    back before the next one begins (else: "cannot start a transaction within a transaction").
+    """
+    if c.in_transaction:
+        c.execute("ROLLBACK")
+    c.execute("BEGIN IMMEDIATE")
+    done = False
+    try:
+        yield
+        c.execute("COMMIT")
+        done = True
+    finally:
+        if not done and c.in_transaction:
+            try:
+                c.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+
+
 def _sqlite_fd(path: Path) -> int | None:
     """A descriptor of ``path`` this process already holds (SQLite's), found through /proc."""
     target = os.path.realpath(path)
@@ -404,8 +427,7 @@ class SQLiteStore(SQLStore):
         self.read_only = self.path.exists() and not (os.access(self.path, os.W_OK)
                                                      and os.access(self.path.parent, os.W_OK))
         with self._errors():
-            self._check_schema()
-            if not self.read_only:
+            if not self._check_schema() and not self.read_only:
                 self._init_schema()
             self._ino[0] = os.stat(self.path).st_ino
         if legacy_pending and not self.read_only:
@@ -484,8 +506,7 @@ class SQLiteStore(SQLStore):
 
     def _init_schema(self) -> None:
         c = self._writer()
-        c.execute("BEGIN IMMEDIATE")
-        try:
+        with _transaction(c):
             tables = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             if tables and "wb_meta" not in tables:
                 raise self._foreign(tables)
@@ -497,19 +518,18 @@ class SQLiteStore(SQLStore):
                               [("format", FORMAT_NAME), ("version", str(SCHEMA_VERSION)),
                                ("frame_version", str(FRAME_VERSION)),
                                ("created_at", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))])
-            c.execute("COMMIT")
-        except BaseException:
-            c.execute("ROLLBACK")
-            raise
 
     def _foreign(self, tables: set[str]) -> RunLogFileError:
         return RunLogFileError(f"{self.path}: an SQLite database that is not a workbench run log (tables:"
                                f" {sorted(tables)}); the file was left untouched")
 
-    def _check_schema(self) -> None:
-        """Refuse a foreign or newer database through a read-only connection, before anything writes."""
+    def _check_schema(self) -> bool:
+        """Refuse a foreign or newer database through a read-only connection, before anything writes.
+
+        Returns True when the run-log tables are there already.
+        """
         if not self.path.exists() or self.path.stat().st_size == 0:
-            return
+            return False
         probe = sqlite3.connect("file:" + quote(str(self.path)) + "?mode=ro", uri=True, timeout=60.0)
         try:
             tables = {r[0] for r in probe.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
@@ -517,12 +537,13 @@ class SQLiteStore(SQLStore):
         finally:
             probe.close()
         if not tables:
-            return
+            return False
         if meta.get("format") != FORMAT_NAME:
             raise self._foreign(tables)
         if int(meta.get("version", "0")) > SCHEMA_VERSION:
             raise RunLogFileError(f"{self.path}: written by a newer workbench (run-log schema"
                                   f" {meta['version']}, this one reads {SCHEMA_VERSION}); the file was left untouched")
+        return True
 
     # -- transactions ----------------------------------------------------------------
     @contextmanager
@@ -552,13 +573,8 @@ class SQLiteStore(SQLStore):
         with self._wlock, self._errors():
             c = self._writer()
             self._check_file()
-            c.execute("BEGIN IMMEDIATE")
-            try:
+            with _transaction(c):
                 yield c
-            except BaseException:
-                c.execute("ROLLBACK")
-                raise
-            c.execute("COMMIT")
 
     def _read(self, sql: str, params: tuple = ()) -> list[tuple]:
         with self._rlock, self._errors():
