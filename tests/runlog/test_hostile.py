@@ -199,19 +199,28 @@ def test_read_only_log_holding_a_dead_run_can_be_listed(tmp_path, name):
         shutil.rmtree(ro.parent)
 
 
-def test_metrics_the_store_refuses_are_reported_by_finish(runlog, monkeypatch):
-    """Disk full: rows the store refused were dropped silently and the reason was lost."""
+@pytest.mark.parametrize("recovers", [False, True])
+def test_metrics_the_store_refuses_are_reported_by_finish(runlog, monkeypatch, recovers):
+    """Disk full: rows the store refused were dropped silently, then finish() failed and the reason was lost."""
     run = runlog.start("full", "baseline", {})
     run.log_metrics({"loss": 1.0}, step=0)
     run.flush()
-    writer = run._writer
 
-    def refuse(lines):
+    def refuse(*a, **k):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(writer, "append", refuse)
+    monkeypatch.setattr(run._writer, "append", refuse)
+    if not recovers:  # the final transaction cannot take rows either
+        modify = runlog.store.modify
+
+        def full(run_id, fn, metrics=None):
+            if metrics:
+                raise RunLogError(f"{runlog.store.display}: database or disk is full")
+            return modify(run_id, fn)
+
+        monkeypatch.setattr(runlog.store, "modify", full)
+    run.flush_every = 0.0
     with pytest.warns(RuntimeWarning, match="could not write metrics"):
-        run.flush_every = 0.0
         for s in range(1, 50):
             run.log_metrics({"loss": 1.0 / s}, step=s)
     with pytest.raises(RunLogError, match="No space left on device"):
@@ -219,8 +228,11 @@ def test_metrics_the_store_refuses_are_reported_by_finish(runlog, monkeypatch):
     run.finish("completed", summary={"accuracy": 0.5})
     rec = runlog.get(run.id)
     assert rec["status"] == "completed" and rec["summary"] == {"accuracy": 0.5}
-    assert rec["error"].startswith("metrics truncated: OSError: [Errno 28] No space left on device (49 rows")
-    assert [r["step"] for r in rec["metrics"]] == [0]
+    if recovers:  # kept in memory, stored with the final status
+        assert rec["error"] is None and [r["step"] for r in rec["metrics"]] == list(range(50))
+    else:
+        assert rec["error"] == "metrics truncated: OSError: [Errno 28] No space left on device (49 rows not stored)"
+        assert [r["step"] for r in rec["metrics"]] == [0]
 
 
 def test_a_write_cut_short_by_ctrl_c_does_not_block_the_next_one(runlog, backend):

@@ -38,6 +38,10 @@ MAX_BUFFERED_LINES = 200_000
 _RESERVED = ("id", "dir", "status", "history", "created_at")
 
 
+class _Refused(RunLogError):
+    """A status change the transition table forbids (not a storage failure)."""
+
+
 class Run:
     """A live handle on one run: log metrics, move its status, finish it.
 
@@ -142,8 +146,7 @@ class Run:
     def _start_heartbeat(self) -> None:
         if self._beats is False or self.beating:
             return
-        self._stop.clear()
-        self._beat()
+        self._stop.clear()  # no beat here: writing the active status was one
         self._hb = threading.Thread(target=self._heartbeat_loop, name=f"runlog-heartbeat-{self.id}", daemon=True)
         self._hb.start()
 
@@ -163,11 +166,14 @@ class Run:
                 n = 0
                 self._beat()
 
-    def _close(self) -> None:
+    def _stop_heartbeat(self) -> None:
         self._stop.set()
         if self._hb is not None and self._hb is not threading.current_thread():
             self._hb.join(timeout=5)
         self._hb = None
+
+    def _close(self) -> None:
+        self._stop_heartbeat()
         with self._lock:
             try:
                 self._flush_locked(fsync=True)
@@ -210,31 +216,44 @@ class Run:
 
     def finish(self, status: str = "completed", summary: Mapping[str, Any] | None = None,
                error: str | None = None, **fields: Any) -> None:
-        """End the run: write its metrics, store the summary and the final status.
+        """End the run: its last metric rows, the summary and the final status, in one transaction.
 
-        If the store refused metric rows (disk full), the status is still written, with
+        If the store refuses metric rows (disk full), the status is still written, with
         ``metrics truncated: <reason>`` in ``error``.
         """
-        try:
-            self._close()
-        except RunLogError:
-            pass  # the reason is in _write_error
-        if self._write_error is not None:
-            lost = len(self._buf) + self._dropped
-            note = f"metrics truncated: {self._write_error} ({lost} rows not stored)"
-            error = f"{error}; {note}" if error else note
-            self._buf = []  # what the store refused is reported here, not written behind the record's back
+        self._stop_heartbeat()
+        with self._lock:
+            lines, self._buf = self._buf, []
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
         mine = self.metrics_summary()
 
-        def merge(doc: dict[str, Any]) -> dict[str, Any]:
-            out = dict(fields)
-            out["summary"] = {**(doc.get("summary") or {}), **(summary or {})}
-            out["metrics_summary"] = {**(doc.get("metrics_summary") or {}), **mine}
-            if error is not None:
-                out["error"] = error
-            return out
+        def merge(note: str | None) -> Callable[[dict[str, Any]], dict[str, Any]]:
+            def fn(doc: dict[str, Any]) -> dict[str, Any]:
+                out = dict(fields)
+                out["summary"] = {**(doc.get("summary") or {}), **(summary or {})}
+                out["metrics_summary"] = {**(doc.get("metrics_summary") or {}), **mine}
+                err = "; ".join(e for e in (error, note) if e)
+                if err:
+                    out["error"] = err
+                return out
+            return fn
 
-        self.log._transition(self.id, status, merge=merge)
+        def truncated(reason: str | None, lost: int) -> str | None:
+            return None if reason is None else f"metrics truncated: {reason} ({lost} rows not stored)"
+
+        try:
+            earlier = self._write_error if self._dropped else None  # rows kept in memory get stored now
+            self.log._transition(self.id, status, merge=merge(truncated(earlier, self._dropped)), metrics=lines)
+        except _Refused:
+            raise
+        except RunLogError as exc:
+            if not lines:
+                raise
+            # the store took no rows: record the outcome without them, and why
+            reason = self._write_error or str(exc).split(": ", 1)[-1]
+            self.log._transition(self.id, status, merge=merge(truncated(reason, len(lines) + self._dropped)))
 
     def __repr__(self) -> str:
         return f"Run(id={self.id!r})"
@@ -436,12 +455,13 @@ class RunLog:
         self.store.modify(run_id, add)
 
     def _transition(self, run_id: str, status: str, fields: Mapping[str, Any] | None = None,
-                    merge: Callable[[dict[str, Any]], Mapping[str, Any]] | None = None) -> None:
+                    merge: Callable[[dict[str, Any]], Mapping[str, Any]] | None = None,
+                    metrics: list[str] | None = None) -> None:
         if status not in STATUSES:
-            raise RunLogError(f"unknown status {status!r}; allowed: {', '.join(STATUSES)}")
+            raise _Refused(f"unknown status {status!r}; allowed: {', '.join(STATUSES)}")
         base = _jsonable(fields or {})
         self.store.modify(run_id, lambda doc: _moved(run_id, doc, status, {
-            **base, **(_jsonable(merge(doc)) if merge else {})}))
+            **base, **(_jsonable(merge(doc)) if merge else {})}), metrics=metrics)
 
     def set_status(self, run_id: str, status: str, **fields: Any) -> None:
         """Move run ``run_id`` to ``status`` (validated)."""
@@ -520,7 +540,7 @@ def _moved(run_id: str, doc: dict[str, Any], status: str, fields: Mapping[str, A
     old = doc["status"]
     if status != old and status not in TRANSITIONS[old]:
         allowed = ", ".join(TRANSITIONS[old]) or "none (final)"
-        raise RunLogError(f"run {run_id}: cannot go from {old!r} to {status!r}; allowed: {allowed}")
+        raise _Refused(f"run {run_id}: cannot go from {old!r} to {status!r}; allowed: {allowed}")
     now = utcnow()
     upd = {**doc, **fields, "status": status, "updated_at": now}
     if status in ACTIVE:

@@ -58,8 +58,13 @@ class Store(ABC):
         """The record with exactly this id, or None."""
 
     @abstractmethod
-    def modify(self, run_id: str, fn: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
-        """Atomically replace a record by ``fn(current)`` (no update of another process is lost)."""
+    def modify(self, run_id: str, fn: Callable[[dict[str, Any]], dict[str, Any]],
+               metrics: list[str] | None = None) -> dict[str, Any]:
+        """Atomically replace a record by ``fn(current)`` (no update of another process is lost).
+
+        ``metrics``: metric lines stored with it (a run's last rows and its final status land together).
+        Writing a record whose status is active counts as a heartbeat.
+        """
 
     @abstractmethod
     def delete(self, run_id: str) -> None:

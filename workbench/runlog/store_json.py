@@ -222,11 +222,6 @@ class LockedDB:
         return data or {}
 
 
-class _FileMetrics(JsonlAppender):
-    def __init__(self, path: Path) -> None:
-        super().__init__(path)
-
-
 class JsonStore(Store):
     """The TinyDB JSON file (``tinydb:PATH``): fine for a few hundred runs, O(all runs) per write."""
 
@@ -309,8 +304,20 @@ class JsonStore(Store):
             if t.get(Query().id == rec["id"]) is not None:
                 raise RunLogError(f"a run with id {rec['id']!r} already exists in {self.path}")
             t.insert(rec)
+        if rec["status"] in ACTIVE:
+            self.beat(rec["id"])
 
-    def modify(self, run_id: str, fn: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
+    def modify(self, run_id: str, fn: Callable[[dict[str, Any]], dict[str, Any]],
+               metrics: list[str] | None = None) -> dict[str, Any]:
+        if metrics:
+            w = self.metrics_writer(run_id)
+            try:
+                w.append(metrics)
+                w.sync()
+            except OSError as exc:
+                raise RunLogError(f"{w.path}: could not write metrics ({exc})") from None
+            finally:
+                w.close()
         with self.db.transaction() as db:
             t = db.table(RUNS_TABLE)
             doc = t.get(Query().id == run_id)
@@ -323,6 +330,8 @@ class JsonStore(Store):
                 d.update(new)
 
             t.update(replace, doc_ids=[doc.doc_id])
+        if new["status"] in ACTIVE:
+            self.beat(run_id)
         return new
 
     def delete(self, run_id: str) -> None:
@@ -331,13 +340,16 @@ class JsonStore(Store):
 
     def beat(self, run_id: str, at: float | None = None) -> None:
         hb = self.runs_dir / run_id / "heartbeat"
-        hb.parent.mkdir(parents=True, exist_ok=True)
-        hb.touch()
-        if at is not None:
-            os.utime(hb, (at, at))
+        try:
+            hb.parent.mkdir(parents=True, exist_ok=True)
+            hb.touch()
+            if at is not None:
+                os.utime(hb, (at, at))
+        except OSError:
+            pass  # retried by the next beat; a missed one only matters after STALE_AFTER_S
 
     def metrics_writer(self, run_id: str) -> JsonlAppender:
-        return _FileMetrics(self.runs_dir / run_id / "metrics.jsonl")
+        return JsonlAppender(self.runs_dir / run_id / "metrics.jsonl")
 
     def import_runs(self, items: Iterable[tuple[dict[str, Any], list[dict[str, Any]]]], *,
                     overwrite: bool = False, where: str = "") -> tuple[int, int, int]:

@@ -109,7 +109,7 @@ class PostgresStore(SQLStore):
             self._pid = os.getpid()
 
     def _init_schema(self) -> None:
-        with self._write(check=False) as c:
+        with self._write() as c:
             c.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
             if c.execute("SELECT to_regclass('wb_meta')").fetchone()[0] is None:
                 for stmt in PG_SCHEMA.split(";"):
@@ -136,12 +136,14 @@ class PostgresStore(SQLStore):
             raise RunLogError(f"{self.display}: {type(exc).__name__}: {str(exc).strip().splitlines()[0]}") from None
 
     @contextmanager
-    def _write(self, check: bool = True) -> Iterator[Any]:
+    def _write(self, durable: bool = True) -> Iterator[Any]:
         with self._wlock, self._errors():
             self._fork_check()
             if self._w is None or self._w.closed:
                 self._w = self._connect()
             with self._w.transaction():
+                if not durable and self.fsync:  # metric chunks, heartbeats: no wait for the server's WAL flush
+                    self._w.execute("SET LOCAL synchronous_commit = off")
                 yield self._w
 
     def _read(self, sql: str, params: tuple = ()) -> list[tuple]:

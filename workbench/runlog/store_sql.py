@@ -72,7 +72,12 @@ class SQLStore(Store):
         return sql if self.PH == "?" else sql.replace("?", self.PH)
 
     # -- provided by subclasses -----------------------------------------------------
-    def _write(self) -> Any:  # context manager yielding a connection inside a write transaction
+    def _write(self, durable: bool = True) -> Any:
+        """Context manager yielding a connection inside a write transaction.
+
+        ``durable=False`` (metric chunks, heartbeats): committed for every other process and
+        safe from SIGKILL, but not waited onto the disk; a record write that follows syncs them.
+        """
         raise NotImplementedError
 
     def _read(self, sql: str, params: tuple = ()) -> list[tuple]:
@@ -93,9 +98,10 @@ class SQLStore(Store):
             hb = self.NOW if heartbeat else "NULL"
             self._exec(c, "INSERT INTO wb_runs (id, name, kind, status, created_at, record, frame, heartbeat)"
                           f" VALUES (?, ?, ?, ?, ?, ?, ?, {hb})", (rec["id"], *cols))
-        else:
+        else:  # writing an active run is a sign of life: its heartbeat moves too
+            hb = f", heartbeat = {self.NOW}" if rec["status"] in ACTIVE else ""
             self._exec(c, "UPDATE wb_runs SET name = ?, kind = ?, status = ?, created_at = ?, record = ?, frame = ?"
-                          " WHERE id = ?", (*cols, rec["id"]))
+                          f"{hb} WHERE id = ?", (*cols, rec["id"]))
         tags = sorted(set(rec.get("tags") or []))
         if new or tags != sorted(set(old_tags or [])):
             if not new:
@@ -128,13 +134,16 @@ class SQLStore(Store):
         rows = self._read("SELECT record FROM wb_runs WHERE id = ?", (run_id,))
         return loads(rows[0][0]) if rows else None
 
-    def modify(self, run_id: str, fn: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
+    def modify(self, run_id: str, fn: Callable[[dict[str, Any]], dict[str, Any]],
+               metrics: list[str] | None = None) -> dict[str, Any]:
         with self._write() as c:
             row = self._exec(c, "SELECT record FROM wb_runs WHERE id = ?" + self.FOR_UPDATE, (run_id,)).fetchone()
             if row is None:
                 raise RunLogError(f"no run with id {run_id!r} in {self.display}")
             old = loads(row[0])
             new = fn(dict(old))
+            if metrics:
+                self._exec(c, "INSERT INTO wb_metrics (run_id, rows) VALUES (?, ?)", (run_id, "\n".join(metrics)))
             self._put(c, new, new=False, old_tags=old.get("tags"))
         return new
 
@@ -173,7 +182,7 @@ class SQLStore(Store):
         return [(loads(r[0]), None if r[1] is None else float(r[1])) for r in rows]
 
     def beat(self, run_id: str, at: float | None = None) -> None:
-        with self._write() as c:
+        with self._write(durable=False) as c:
             if at is None:
                 self._exec(c, f"UPDATE wb_runs SET heartbeat = {self.NOW} WHERE id = ?", (run_id,))
             else:
@@ -185,7 +194,7 @@ class SQLStore(Store):
     def append_metrics(self, run_id: str, lines: list[str]) -> None:
         """Store one chunk of metric lines (one INSERT)."""
         if lines:
-            with self._write() as c:
+            with self._write(durable=False) as c:
                 self._exec(c, "INSERT INTO wb_metrics (run_id, rows) VALUES (?, ?)", (run_id, "\n".join(lines)))
 
     def read_metrics(self, run_id: str) -> list[dict[str, Any]]:
@@ -420,6 +429,7 @@ class SQLiteStore(SQLStore):
         self._wlock, self._rlock = threading.RLock(), threading.RLock()
         self._w: sqlite3.Connection | None = None
         self._r: sqlite3.Connection | None = None
+        self._sync = "NORMAL"
         self._legacy = legacy
         legacy_pending = legacy is not None and (legacy.exists() or legacy.is_symlink())
         self._preflight(legacy_pending)
@@ -468,7 +478,8 @@ class SQLiteStore(SQLStore):
         if write:
             conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(f"PRAGMA synchronous={'FULL' if self.fsync else 'NORMAL'}")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._sync = "NORMAL"
         else:
             uri = "file:" + quote(str(self.path))
             try:
@@ -569,10 +580,16 @@ class SQLiteStore(SQLStore):
                                   " nothing more is written to it (the file was left untouched)")
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def _write(self, durable: bool = True) -> Iterator[sqlite3.Connection]:
         with self._wlock, self._errors():
             c = self._writer()
             self._check_file()
+            sync = "FULL" if durable and self.fsync else "NORMAL"  # FULL: the commit waits for the disk
+            if sync != self._sync:
+                if c.in_transaction:
+                    c.execute("ROLLBACK")
+                c.execute(f"PRAGMA synchronous={sync}")
+                self._sync = sync
             with _transaction(c):
                 yield c
 
