@@ -83,11 +83,21 @@ def median_ms(fn, repeats: int) -> float:
     return statistics.median(out)
 
 
+def fsync_ms(folder: Path) -> float:
+    """The disk's fsync latency right now: what a durable commit waits for (shared disks vary a lot)."""
+    fd = os.open(folder / ".fsync-probe", os.O_CREAT | os.O_WRONLY)
+    try:
+        return median_ms(lambda: (os.write(fd, b"x" * 4096), os.fsync(fd)), 20)
+    finally:
+        os.close(fd)
+
+
 def time_store(location, steps: int, repeats: int) -> dict[str, float]:
     """The timings of one filled store (see the module docstring)."""
+    res = {"fsync_ms": fsync_ms(Path(tempfile.gettempdir()))}
     t0 = time.perf_counter()
     log = RunLog(location)
-    res = {"open_ms": (time.perf_counter() - t0) * 1e3}
+    res["open_ms"] = (time.perf_counter() - t0) * 1e3
     starts, finishes = [], []
     for i in range(repeats):
         t0 = time.perf_counter()
@@ -127,8 +137,8 @@ def fill(location, export: Path, n: int) -> float:
 def scan_sizes(args, tmp: Path, base: dict, pg_url: str | None) -> None:
     print("\n## Store size (median of", args.repeats, "start/finish;", args.steps, "logged steps)\n")
     print("| backend | stored runs | fill s | open ms | start ms | finish ms | µs/step | get ms | find ms (rows)"
-          " | to_frame s | TinyDB start+finish ms | TinyDB/this |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+          " | to_frame s | disk fsync ms | TinyDB start+finish ms | TinyDB/this |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     fit: list[tuple[int, float]] = []
     backends = [("sqlite", lambda n: tmp / f"s{n}.db"), ("tinydb", lambda n: f"tinydb:{tmp / f't{n}.json'}")]
     if pg_url:
@@ -192,7 +202,7 @@ def _row(name: str, n: int, r: dict, fit: list[tuple[int, float]]) -> str:
             ratio = f"{'~' if n not in measured else ''}{t / (r['start_ms'] + r['finish_ms']):,.0f}×"
     return (f"| {name} | {n:,} | {r['fill_s']:.1f} | {r['open_ms']:.1f} | {r['start_ms']:.2f} | {r['finish_ms']:.2f}"
             f" | {r['step_us']:.1f} | {r['get_ms']:.2f} | {r['find_ms']:.1f} ({r['find_n']:,}) | {r['frame_s']:.2f}"
-            f" | {tiny} | {ratio} |")
+            f" | {r['fsync_ms']:.2f} | {tiny} | {ratio} |")
 
 
 WRITER = textwrap.dedent("""
@@ -258,11 +268,11 @@ def metrics_sink(tmp: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", type=int, nargs="+", default=[0, 1000, 10_000, 100_000])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[0, 1000, 3000, 10_000, 100_000])
     ap.add_argument("--pg-sizes", type=int, nargs="+", default=[0, 10_000, 100_000])
     ap.add_argument("--tinydb-max", type=int, default=3000, help="largest store measured with TinyDB")
     ap.add_argument("--steps", type=int, default=5000)
-    ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--repeats", type=int, default=25)
     ap.add_argument("--writers", type=int, default=4)
     ap.add_argument("--writer-runs", type=int, default=1000)
     ap.add_argument("--tinydb-writer-runs", type=int, default=100, help="TinyDB gets fewer: O(all runs) per write")

@@ -163,14 +163,14 @@ class SQLStore(Store):
 
     def select(self, filters: Filters) -> list[dict[str, Any]]:
         where, params = self._where(filters)
-        rows = self._read(f"SELECT record FROM wb_runs{where} ORDER BY created_at, id", params)
         with _no_gc():
+            rows = self._read(f"SELECT record FROM wb_runs{where} ORDER BY created_at, id", params)
             return [loads(r[0]) for r in rows]
 
     def frames(self, filters: Filters) -> list[dict[str, Any]]:
         where, params = self._where(filters)
-        rows = self._read(f"SELECT frame FROM wb_runs{where} ORDER BY created_at, id", params)
         with _no_gc():
+            rows = self._read(f"SELECT frame FROM wb_runs{where} ORDER BY created_at, id", params)
             return loads("[" + ",".join(r[0] for r in rows) + "]")
 
     def count(self) -> int:
