@@ -26,6 +26,19 @@ def wb(*args, home):
                           timeout=120)
 
 
+def old_log_file(path: Path, records: list[dict]) -> None:
+    """A run log in the format every pre-SQLite workbench wrote (TinyDB JSON), written by hand."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"_workbench": {"1": {"format": "workbench-runlog", "version": 1}},
+                                "runs": {str(i + 1): r for i, r in enumerate(records)}}))
+
+
+def old_record(rid: str, name: str = "ok", status: str = "completed", **kw) -> dict:
+    return {"id": rid, "name": name, "kind": "baseline", "status": status, "config": {}, "summary": {},
+            "metrics_summary": {}, "epochs": [], "tags": [], "created_at": "2024-01-01T00:00:00.000+00:00",
+            "updated_at": "2024-01-01T00:00:00.000+00:00", "host": "elsewhere", "pid": 1, "history": [], **kw}
+
+
 def _victim(tmp_path):
     victim = tmp_path / "victim"
     victim.mkdir()
@@ -36,11 +49,8 @@ def _victim(tmp_path):
 def test_crafted_id_in_an_old_log_cannot_make_rm_delete_outside_the_home(tmp_path):
     """A record id ``../../victim`` in runs.json made ``runs rm`` rmtree a folder outside the home."""
     home = tmp_path / "home"
-    RunLog(f"tinydb:{home / 'runs.json'}").start("ok", "baseline", {}).finish()
-    data = json.loads((home / "runs.json").read_text())
-    bad = {**next(iter(data["runs"].values())), "id": "../../victim", "name": "evil"}
-    data["runs"]["99"] = bad
-    (home / "runs.json").write_text(json.dumps(data))
+    old_log_file(home / "runs.json", [old_record("20240101-000000-aaaaaaaaaa"),
+                                      old_record("../../victim", name="evil")])
     victim = _victim(tmp_path)
     for ref in ("../../victim", "evil"):
         out = wb("runs", "rm", ref, "--db", str(home / "runs.json"), home=home)
@@ -81,17 +91,14 @@ def test_rm_of_a_symlinked_run_folder_removes_the_link_only(runlog, tmp_path):
 
 def test_malformed_records_do_not_make_an_old_log_unopenable(tmp_path):
     """One record with ``pid: "abc"`` or without an id made the whole log unopenable."""
-    log = RunLog(f"tinydb:{tmp_path / 'runs.json'}")
-    good = log.start("good", "baseline", {})
-    good.finish()
-    data = json.loads((tmp_path / "runs.json").read_text())
-    data["runs"]["50"] = {**data["runs"]["1"], "id": "20240101-000000-aaaaaaaaaa", "pid": "abc", "status": "running",
-                          "host": "elsewhere"}
-    data["runs"]["51"] = {"name": "no id", "status": "running"}
-    (tmp_path / "runs.json").write_text(json.dumps(data))
+    good = old_record("20240101-000000-aaaaaaaaaa")
+    old_log_file(tmp_path / "runs.json", [good, old_record("20240101-000000-bbbbbbbbbb", status="running", pid="abc",
+                                                           host="this-host"),
+                                          {"name": "no id", "status": "running"}])
     with pytest.warns(UserWarning):
         opened = RunLog(tmp_path / "runs.json")
-        assert [r["id"] for r in opened.runs()] == [good.id]
+        assert [r["id"] for r in opened.runs()] == [good["id"]]
+        assert opened.get(good["id"])["status"] == "completed"
 
 
 def test_tampered_active_row_does_not_break_opening(tmp_path):
@@ -120,6 +127,12 @@ def test_torn_last_line_is_not_glued_to_the_next_append(tmp_path):
     again.log_metrics({"loss": 0.125}, step=3)
     again.finish("completed")
     assert [r["step"] for r in RunLog(f"tinydb:{tmp_path / 'runs.json'}").get(run.id)["metrics"]] == [0, 2, 3]
+
+
+def test_read_jsonl_skips_undecodable_and_non_object_lines(tmp_path):
+    """A non-UTF-8 byte made reading raise; non-object lines came back as rows."""
+    (tmp_path / "m.jsonl").write_bytes(b'{"step": 0}\n\xff\xfe{"step": 1}\n[1, 2]\n"text"\n3\nnull\n{"step": 2}\n{"step"')
+    assert read_jsonl(tmp_path / "m.jsonl") == [{"step": 0}, {"step": 2}]
 
 
 def test_junk_lines_in_metrics_are_skipped(tmp_path):

@@ -133,7 +133,8 @@ def test_migration_never_overwrites_a_different_run_already_in_the_new_log(tmp_p
 
 def test_stale_temp_files_of_killed_rewrites_are_cleaned(tmp_path):
     """Issue 12: a SIGKILL mid-rewrite left ``.runs.json.*.tmp`` copies forever."""
-    _old_log(tmp_path, n=1)
+    (tmp_path / "runs.json").write_text('{"_workbench": {"1": {"format": "workbench-runlog", "version": 1}},'
+                                        ' "runs": {}}')
     for k in range(3):
         (tmp_path / f".runs.json.{k}abc.tmp").write_text('{"runs": {"1": {"id"')
     RunLog(tmp_path / "runs.json")

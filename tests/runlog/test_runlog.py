@@ -225,7 +225,8 @@ JSON_BAD = [
 
 
 @pytest.mark.parametrize("opener", ["migrate", "tinydb"])
-@pytest.mark.parametrize("content,needle", JSON_BAD)
+@pytest.mark.parametrize("content,needle", JSON_BAD, ids=["truncated", "binary", "list", "foreign", "not-tables",
+                                                         "deep-nesting", "huge-int"])
 def test_bad_json_file_is_refused_and_left_untouched(tmp_path, content, needle, opener):
     path = tmp_path / "runs.json"
     path.write_bytes(content)
@@ -252,7 +253,7 @@ def _newer_runlog(path):
     c.close()
 
 
-@pytest.mark.parametrize("make,needle", [
+@pytest.mark.parametrize("make,needle", ids=["garbage", "json", "foreign-sqlite", "newer", "corrupt-pages"], argvalues=[
     (lambda p: p.write_bytes(b"\x00\x01garbage\xff" * 10), "not an SQLite database"),
     (lambda p: p.write_bytes(b'{"runs": {}, "_workbench": {}}'), "looks like a JSON (TinyDB) run log"),
     (_foreign_sqlite, "not a workbench run log (tables: ['users'])"),
