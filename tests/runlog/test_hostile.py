@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from workbench import RunLog, RunLogError
-from workbench.runlog import RunLogFileError
 from workbench.runlog.log import read_jsonl
 
 
@@ -65,8 +64,10 @@ def test_crafted_row_in_the_database_cannot_make_rm_delete_outside_the_home(tmp_
     good.finish()
     rec = {**log.get(good.id, metrics=False), "id": "../../victim", "name": "evil"}
     c = sqlite3.connect(home / "runs.db")  # an attacker with write access to the file
-    c.execute("INSERT INTO wb_runs (id, name, kind, status, created_at, record, frame) VALUES (?, ?, ?, ?, ?, ?, ?)",
-              ("../../victim", "evil", "baseline", "completed", rec["created_at"], json.dumps(rec), "{}"))
+    key = c.execute("SELECT frame_cols FROM wb_runs").fetchone()[0]
+    c.execute("INSERT INTO wb_runs (id, name, kind, status, created_at, record, frame_cols, frame)"
+              " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+              ("../../victim", "evil", "baseline", "completed", rec["created_at"], json.dumps(rec), key, "[]"))
     c.commit()
     c.close()
     victim = _victim(tmp_path)
@@ -76,6 +77,7 @@ def test_crafted_row_in_the_database_cannot_make_rm_delete_outside_the_home(tmp_
         RunLog(home / "runs.db").delete("evil")
     assert (victim / "precious.txt").read_text() == "keep me"
     assert RunLog(home / "runs.db").get(good.id)["status"] == "completed"
+    assert sorted(RunLog(home / "runs.db").to_frame()["name"]) == ["evil", "ok"]  # the bad row cannot break listing
 
 
 def test_rm_of_a_symlinked_run_folder_removes_the_link_only(runlog, tmp_path):

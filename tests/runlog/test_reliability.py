@@ -1,7 +1,6 @@
 """Run-log reliability with real processes: SIGKILL mid-logging, concurrent writers, live readers."""
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess

@@ -8,3 +8,7 @@ class RunLogError(Exception):
 
 class RunLogFileError(RunLogError):
     """The run-log file is corrupt, truncated or not a workbench run log."""
+
+
+class TransitionRefused(RunLogError):
+    """A status change the transition table forbids (not a storage failure)."""

@@ -25,7 +25,7 @@ from .store import runs_dir_for
 from .store_json import RUNS_TABLE, check_not_truncated, clean_stale_temps, parse_file
 
 if TYPE_CHECKING:
-    from .store_sql import SQLiteStore
+    from .store_sqlite import SQLiteStore
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@
 ``tinydb:PATH``                     :class:`~.store_json.JsonStore`, today's single JSON file
 ``PATH.json``                       the SQLite file ``PATH.db`` next to it; ``PATH.json``
                                     (a pre-SQLite run log) is migrated into it on first open
-``PATH`` (anything else)            :class:`~.store_sql.SQLiteStore` (the default)
+``PATH`` (anything else)            :class:`~.store_sqlite.SQLiteStore` (the default)
 ==================================  =================================================
 
 Every backend keeps the same guarantees (atomic record writes, no lost update between
@@ -83,8 +83,8 @@ class Store(ABC):
         """Records matching the filters, oldest first."""
 
     @abstractmethod
-    def frames(self, filters: Filters) -> list[dict[str, Any]]:
-        """``to_frame`` rows (see :func:`~.records.frame_row`) of the matching runs, oldest first."""
+    def frame(self, filters: Filters):
+        """``RunLog.to_frame``'s DataFrame (rows: :func:`~.records.frame_row`) of the matching runs, oldest first."""
 
     @abstractmethod
     def active(self) -> list[tuple[dict[str, Any], float | None]]:
@@ -148,7 +148,7 @@ def open_store(location: str | os.PathLike | None = None, *, fsync: bool = True)
         raise RunLogError(f"unknown run-log location {loc!r}: use a file path, tinydb:PATH or"
                           " postgresql://user@host/db")
     path = Path(loc).expanduser()
-    from .store_sql import SQLiteStore
+    from .store_sqlite import SQLiteStore
 
     legacy = None
     if path.suffix == ".json":

@@ -280,8 +280,10 @@ class JsonStore(Store):
                and (statuses is None or d["status"] in statuses) and (tag is None or tag in (d.get("tags") or []))]
         return sorted(out, key=lambda d: (d["created_at"], d["id"]))
 
-    def frames(self, filters: Filters) -> list[dict[str, Any]]:
-        return [json.loads(dumps_record(frame_row(r))) for r in self.select(filters)]
+    def frame(self, filters: Filters):
+        import pandas as pd
+
+        return pd.DataFrame([frame_row(r) for r in self.select(filters)])
 
     def active(self) -> list[tuple[dict[str, Any], float | None]]:
         out = []

@@ -30,7 +30,8 @@ PG_SCHEMA = """
 CREATE TABLE IF NOT EXISTS wb_meta (key TEXT COLLATE "C" PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS wb_runs (id TEXT COLLATE "C" PRIMARY KEY, name TEXT COLLATE "C" NOT NULL,
     kind TEXT COLLATE "C" NOT NULL, status TEXT COLLATE "C" NOT NULL, created_at TEXT COLLATE "C" NOT NULL,
-    heartbeat DOUBLE PRECISION, record TEXT NOT NULL, frame TEXT NOT NULL);
+    heartbeat DOUBLE PRECISION, record TEXT NOT NULL, frame_cols TEXT COLLATE "C" NOT NULL, frame TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS wb_frame_cols (key TEXT COLLATE "C" PRIMARY KEY, cols TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS wb_runs_created ON wb_runs (created_at, id);
 CREATE INDEX IF NOT EXISTS wb_runs_kind ON wb_runs (kind, status, created_at);
 CREATE INDEX IF NOT EXISTS wb_runs_status ON wb_runs (status, created_at);
