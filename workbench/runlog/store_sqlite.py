@@ -199,7 +199,11 @@ class SQLiteStore(SQLStore):
             if legacy_pending and self._legacy.is_file():  # refuse a bad old log before creating the new one
                 from .store_json import check_not_truncated, parse_file
 
-                if parse_file(self._legacy, self._legacy.read_bytes()) is None:
+                try:
+                    raw = self._legacy.read_bytes()
+                except FileNotFoundError:
+                    return  # another process is migrating it right now; the lock sorts that out
+                if parse_file(self._legacy, raw) is None:
                     check_not_truncated(self._legacy, runs_dir_for(self._legacy, "runs.json"))
             return
         if self.path.is_dir():
