@@ -280,3 +280,17 @@ def test_file_corrupted_after_open_is_not_overwritten(runlog, backend):
     assert file.read_bytes() == b'{"runs": {'
     runlog.close()  # SQLite checkpoints its WAL on close: that must not write into the file either
     assert file.read_bytes() == b'{"runs": {'
+
+
+def test_a_copied_log_points_at_its_own_run_folders(tmp_path):
+    log = RunLog(tmp_path / "a" / "runs.db")
+    run = log.start("moved", "baseline", {})
+    run.finish()
+    log.close()
+    import shutil
+
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    moved = RunLog(tmp_path / "b" / "runs.db")
+    want = str(tmp_path / "b" / "runs" / run.id)
+    assert moved.get(run.id)["dir"] == want
+    assert [r["dir"] for r in moved.runs()] == [want] == [r["dir"] for r in moved.find(name="moved")]

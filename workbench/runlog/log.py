@@ -178,9 +178,18 @@ class RunLog:
         keys = [k for k in ("step", "time") if k in df.columns]
         return df.sort_values(keys, kind="stable").reset_index(drop=True) if keys else df
 
+    def _located(self, recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Set each record's ``dir`` to its folder in this log (a copied or imported log moved)."""
+        base = str(self.runs_dir)
+        for d in recs:
+            rid = d.get("id")
+            if isinstance(rid, str) and RUN_ID_RE.fullmatch(rid):
+                d["dir"] = os.path.join(base, rid)
+        return recs
+
     def runs(self) -> list[dict[str, Any]]:
         """All records (without per-step metrics), oldest first."""
-        return self.store.select((None, None, None, None))
+        return self._located(self.store.select((None, None, None, None)))
 
     @staticmethod
     def _filters(name: str | None = None, kind: str | None = None, status: str | Iterable[str] | None = None,
@@ -195,7 +204,7 @@ class RunLog:
         ``name``/``kind``/``status``/``tag`` are answered by the store's indexes; ``where``
         (other top-level fields, equality) is checked on the records those return.
         """
-        recs = self.store.select(self._filters(name, kind, status, tag))
+        recs = self._located(self.store.select(self._filters(name, kind, status, tag)))
         return [d for d in recs if all(d.get(k) == v for k, v in where.items())] if where else recs
 
     def search(self, cond: Callable[[Mapping[str, Any]], bool]) -> list[dict[str, Any]]:
