@@ -2,14 +2,14 @@
 
 ``open_store(location)`` picks the backend from the location ``RunLog`` was given:
 
-==================================  =================================================
-``None``                            ``$WORKBENCH_DB``, else ``$WORKBENCH_HOME/runs.db``
-``postgresql://…`` / ``postgres://``  :class:`~.store_postgres.PostgresStore` (teams)
-``tinydb:PATH``                     :class:`~.store_json.JsonStore`, today's single JSON file
-``PATH.json``                       the SQLite file ``PATH.db`` next to it; ``PATH.json``
-                                    (a pre-SQLite run log) is migrated into it on first open
-``PATH`` (anything else)            :class:`~.store_sqlite.SQLiteStore` (the default)
-==================================  =================================================
+======================================  ===============================================
+``None``                                ``$WORKBENCH_DB``, else ``$WORKBENCH_HOME/runs.db``
+``postgresql://…`` or ``postgres://…``  :class:`~.store_postgres.PostgresStore` (teams)
+``tinydb:PATH``                         :class:`~.store_json.JsonStore`, the pre-SQLite JSON file
+``PATH.json``                           the SQLite file ``PATH.db`` next to it; ``PATH.json``
+                                        (a pre-SQLite run log) is migrated into it on first open
+``PATH`` (anything else)                :class:`~.store_sqlite.SQLiteStore` (the default)
+======================================  ===============================================
 
 Every backend keeps the same guarantees (atomic record writes, no lost update between
 processes, corrupt or foreign files refused and never overwritten) and is run through
