@@ -5,7 +5,7 @@ import argparse
 import json
 import sys
 
-from ..records import RunView
+from ..runlog.records import RunRecord
 from ..runlog import RunLog
 from .meta import register_compare
 
@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _summary_text(rec: dict) -> str:
-    score = RunView.of(rec).score()
+    score = RunRecord.from_dict(rec).score()
     if score is not None:
         return str(score)  # with the matching CI (few-shot runs: test_ci95)
     last = (rec.get("metrics_summary") or {}).get("train_loss", {}).get("last")
