@@ -225,6 +225,11 @@ def dumps_record(rec: Any) -> str:
     return json.dumps(rec, separators=(",", ":"), allow_nan=True, default=str)
 
 
+def jsonable(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """``fields`` as a record holds them: a JSON round trip (``str()`` for what JSON cannot hold, NaN kept)."""
+    return json.loads(json.dumps(dict(fields), default=str, allow_nan=True))
+
+
 def canonical(rec: Mapping[str, Any], metrics: list[dict[str, Any]]) -> str:
     """A run's content as one comparable string (import and migration: "is it the same run?").
 
