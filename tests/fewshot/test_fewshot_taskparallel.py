@@ -8,6 +8,7 @@ import threading
 import pytest
 import pytorch_lightning as pl
 import torch
+import torch.nn.functional as F
 from torch.func import functional_call
 
 from workbench.learners import taskparallel
@@ -70,10 +71,26 @@ def test_channels_last_function_matches_the_module_and_is_channels_last():
     assert rgb.is_contiguous(memory_format=torch.channels_last)
 
 
-def test_only_a_transductive_conv4_gets_a_function():
-    assert conv4_function(conv4(1, 5, 4, 28, track_running_stats=True)) is None  # running stats: module state
+def test_only_a_conv4_gets_a_function():
     assert conv4_function(torch.nn.Linear(3, 3)) is None
     assert conv4_function(_net(), "sideways") is None
+
+
+def test_a_running_stats_net_gets_its_training_mode_forward_and_buffers_stay_untouched():
+    torch.manual_seed(0)
+    net = conv4(1, 0, 4, 28, track_running_stats=True).double().train()
+    x = torch.rand(9, 1, 28, 28, dtype=torch.double)
+    before = {k: v.clone() for k, v in net.named_buffers()}
+    stats: list = []
+    out = conv4_function(net)(dict(net.named_parameters()), x, stats)
+    assert all(torch.equal(v, before[k]) for k, v in net.named_buffers())  # the function never writes them
+    ref = net(x)  # the module's training-mode forward (updates its running statistics)
+    assert torch.allclose(out, ref, rtol=0, atol=1e-12)
+    bns = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for bn, (mean, var), k in zip(bns, stats, range(4)):
+        m = bn.momentum  # running = (1 - m) * before + m * batch statistic
+        assert torch.allclose(bn.running_mean, (1 - m) * before[f"features.{k}.1.running_mean"] + m * mean, atol=1e-12)
+        assert torch.allclose(bn.running_var, (1 - m) * before[f"features.{k}.1.running_var"] + m * var, atol=1e-12)
 
 
 @pytest.mark.parametrize("first_order", [False, True])
@@ -213,3 +230,59 @@ def test_the_function_reads_only_its_arguments_while_another_thread_swaps_the_mo
         stop.set()
         t.join()
     assert all(torch.equal(o, ref) for o in outs)
+
+
+def _protonet_batch(b=3, n=4, q=2, seed=2, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    sx = torch.rand(b, n, 1, 28, 28, generator=g).to(dtype)
+    qx = torch.rand(b, n * q, 1, 28, 28, generator=g).to(dtype)
+    return sx, torch.arange(n).repeat(b, 1), qx, torch.arange(n).repeat_interleave(q).repeat(b, 1)
+
+
+def _protonet_step(model, batch):
+    loss = model.training_step(batch, 0)
+    grads = torch.autograd.grad(loss, list(model.encoder.parameters()))
+    return loss.detach(), grads, {k: v.clone() for k, v in model.encoder.named_buffers()}
+
+
+def test_protonet_step_is_each_task_as_its_own_batchnorm_batch(monkeypatch):
+    """The pooled step equals, in double precision, the module's own training-mode passes task by
+    task: the mean of the tasks' losses, their gradients, and the running statistics they leave."""
+    from workbench.learners.protonet import ProtoNet, proto_logits, prototypes
+
+    monkeypatch.setattr(ProtoNet, "log", lambda *a, **k: None)  # no Trainer attached
+    torch.manual_seed(0)
+    model = ProtoNet(hidden=4).double().train()
+    ref_model = ProtoNet(hidden=4).double().train()
+    ref_model.load_state_dict(model.state_dict())
+    batch = _protonet_batch(dtype=torch.double)
+    loss, grads, buffers = _protonet_step(model, batch)
+    sx, sy, qx, qy = batch
+    losses = []
+    for i in range(sx.shape[0]):  # the reference: one module forward per task, in order
+        z = ref_model.encoder(torch.cat([sx[i], qx[i]]))
+        logits = proto_logits(z[sx.shape[1]:], prototypes(z[: sx.shape[1]], sy[i], int(sy[i].max()) + 1))
+        losses.append(F.cross_entropy(logits, qy[i]))
+    ref_loss = torch.stack(losses).mean()
+    ref_grads = torch.autograd.grad(ref_loss, list(ref_model.encoder.parameters()))
+    assert torch.allclose(loss, ref_loss.detach(), rtol=1e-12)
+    assert _rel(grads, ref_grads) < 1e-10
+    for k, v in ref_model.encoder.named_buffers():
+        assert torch.allclose(buffers[k].double(), v.double(), rtol=1e-12, atol=1e-12), k
+
+
+def test_protonet_step_gives_the_same_bits_for_any_number_of_workers(monkeypatch):
+    from workbench.learners.protonet import ProtoNet
+
+    monkeypatch.setattr(ProtoNet, "log", lambda *a, **k: None)
+    batch = _protonet_batch(b=4)
+    runs = []
+    for workers in (1, 2, 4):
+        torch.manual_seed(0)
+        model = ProtoNet(hidden=4).train()
+        monkeypatch.setattr(taskparallel, "job_parallelism", lambda w=workers: w)
+        runs.append(_protonet_step(model, batch))
+    for loss, grads, buffers in runs[1:]:
+        assert torch.equal(loss, runs[0][0])
+        assert all(torch.equal(a, b) for a, b in zip(grads, runs[0][1]))
+        assert all(torch.equal(buffers[k], runs[0][2][k]) for k in buffers)

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 Params = dict[str, torch.Tensor]
-Forward = Callable[[Params, torch.Tensor], torch.Tensor]
+Forward = Callable[..., torch.Tensor]  # (params, x[, stats]) -> logits or features
 
 
 def channels_last(x: torch.Tensor) -> torch.Tensor:
@@ -46,7 +46,7 @@ def _block_layout(block: nn.Module) -> tuple[float, bool] | None:
     relu, pool = (b, a) if pool_first else (a, b)
     ok = (isinstance(conv, nn.Conv2d) and conv.kernel_size == (3, 3) and conv.padding == (1, 1)
           and conv.stride == (1, 1) and conv.groups == 1 and conv.dilation == (1, 1) and conv.bias is not None
-          and isinstance(bn, nn.BatchNorm2d) and bn.affine and not bn.track_running_stats
+          and isinstance(bn, nn.BatchNorm2d) and bn.affine
           and isinstance(relu, nn.ReLU) and isinstance(pool, nn.MaxPool2d)
           and pool.kernel_size in (2, (2, 2)) and pool.stride in (2, (2, 2)) and not pool.ceil_mode
           and pool.padding in (0, (0, 0)))
@@ -56,10 +56,13 @@ def _block_layout(block: nn.Module) -> tuple[float, bool] | None:
 def conv4_function(net: nn.Module, layout: str = "channels_last") -> Forward | None:
     """``f(params, x) -> logits`` computing ``net(x)`` with ``net``'s weights replaced by ``params``.
 
-    Only for a :class:`~workbench.nets.backbones.Conv4` with transductive BatchNorm (batch
-    statistics, no running buffers — MAML's network); returns None for anything else, and
-    the caller falls back to ``functional_call``. ``layout``: ``"channels_last"`` (fast on
-    CPU) or ``"channels_first"`` (the module's own layout: results equal ``net(x)`` bit for bit).
+    For a :class:`~workbench.nets.backbones.Conv4`; returns None for anything else (the caller
+    falls back to ``functional_call``). BatchNorm always normalises with the batch's statistics —
+    MAML's transductive BatchNorm, or a running-statistics net's *training-mode* forward — and
+    never touches the module's buffers; ``f(params, x, stats)`` with a list ``stats`` appends each
+    BatchNorm's batch ``(mean, unbiased var)`` to it (what a training-mode forward would fold
+    into the running statistics). ``layout``: ``"channels_last"`` (fast on CPU) or
+    ``"channels_first"`` (the module's own layout: results equal ``net(x)`` bit for bit).
     """
     from ..nets.backbones import Conv4
 
@@ -73,13 +76,17 @@ def conv4_function(net: nn.Module, layout: str = "channels_last") -> Forward | N
     head = isinstance(net.head, nn.Linear)
     cl = layout == "channels_last"
 
-    def forward(params: Params, x: torch.Tensor) -> torch.Tensor:
+    def forward(params: Params, x: torch.Tensor, stats: list | None = None) -> torch.Tensor:
         if cl:
             x = channels_last(x)
         for i, e in enumerate(eps):
             x = F.conv2d(x, params[f"features.{i}.0.weight"], params[f"features.{i}.0.bias"], padding=1)
-            x = F.batch_norm(x, None, None, params[f"features.{i}.1.weight"], params[f"features.{i}.1.bias"],
-                             True, 0.0, e)
+            # momentum 1 into fresh buffers: torch's own batch mean and unbiased variance, nothing shared
+            rm, rv = (None, None) if stats is None else (x.new_zeros(x.shape[1]), x.new_ones(x.shape[1]))
+            x = F.batch_norm(x, rm, rv, params[f"features.{i}.1.weight"], params[f"features.{i}.1.bias"],
+                             True, 1.0, e)
+            if stats is not None:
+                stats.append((rm, rv))
             # max-pool before ReLU: the same values and gradients (ReLU is monotone), on a 4× smaller map
             x = F.relu(F.max_pool2d(x, 2))
         x = x.flatten(1)
