@@ -101,16 +101,19 @@ def learn2learn_step(maml, batch, lr: float = 0.4) -> None:  # pragma: no cover 
     (total / sx.shape[0]).backward()
 
 
-def variants(batch, hidden: int, cores: int) -> dict[str, tuple[int, object]]:
+def variants(batch, hidden: int, cores: int, device: torch.device) -> dict[str, tuple[int, object]]:
     """name → (intra-op threads, step function)."""
     from workbench.learners.fastconv import conv4_function
-    from workbench.learners.maml import meta_loss
+    from workbench.learners.maml import meta_loss, use_fast_batchnorm
     from workbench.nets.backbones import conv4
 
     torch.manual_seed(0)
-    base = plain_conv4(hidden)
-    ours = conv4(1, 5, hidden, 28, track_running_stats=False)
-    fwd = conv4_function(ours)
+    batch = [t.to(device) for t in batch]
+    base = plain_conv4(hidden).to(device)
+    ours = conv4(1, 5, hidden, 28, track_running_stats=False).to(device)
+    cuda = device.type == "cuda"
+    fwd = conv4_function(ours, "channels_first" if cuda else "channels_last")
+    vnet = use_fast_batchnorm(conv4(1, 5, hidden, 28, track_running_stats=False).to(device))
 
     def clear(m: nn.Module) -> None:
         for p in m.parameters():
@@ -123,17 +126,20 @@ def variants(batch, hidden: int, cores: int) -> dict[str, tuple[int, object]]:
         return step
 
     def ours_step(mode: str, fo: bool, parallel: int | None = None):
+        net = vnet if mode == "vmap" else fwd
+        module = vnet if mode == "vmap" else ours
+
         def step() -> None:
-            loss, _ = meta_loss(fwd, dict(ours.named_parameters()), *batch, 1, 0.4, fo, None, mode, parallel)
+            loss, _ = meta_loss(net, dict(module.named_parameters()), *batch, 1, 0.4, fo, None, mode, parallel)
             loss.backward()
-            clear(ours)
+            clear(module)
         return step
 
     out: dict[str, tuple[int, object]] = {"baseline": (cores, base_step(False))}
     try:
         import learn2learn as l2l  # noqa: F401
 
-        maml = l2l.algorithms.MAML(plain_conv4(hidden), lr=0.4, first_order=False)
+        maml = l2l.algorithms.MAML(plain_conv4(hidden).to(device), lr=0.4, first_order=False)
 
         def l2l_step() -> None:
             learn2learn_step(maml, batch)
@@ -141,21 +147,33 @@ def variants(batch, hidden: int, cores: int) -> dict[str, tuple[int, object]]:
         out["learn2learn"] = (cores, l2l_step)
     except ImportError:
         pass
+    if cuda:  # what vectorize auto picks there
+        out.update({"wb loop": (cores, ours_step("loop", False)), "wb vmap": (cores, ours_step("vmap", False)),
+                    "baseline FO": (cores, base_step(True)), "wb vmap FO": (cores, ours_step("vmap", True))})
+        return out
     out.update({"wb loop": (cores, ours_step("loop", False)), "wb threads": (1, ours_step("threads", False, cores)),
                 "baseline FO": (cores, base_step(True)), "wb threads FO": (1, ours_step("threads", True, cores))})
     return out
 
 
-def measure(vs: dict[str, tuple[int, object]], reps: int) -> dict[str, list[float]]:
-    for threads, step in vs.values():  # warm-up
+def measure(vs: dict[str, tuple[int, object]], reps: int, device: torch.device) -> dict[str, list[float]]:
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    for threads, step in vs.values():  # warm-up (and CUDA kernel selection)
         torch.set_num_threads(threads)
         step()
+        step()
+    sync()
     times: dict[str, list[float]] = {k: [] for k in vs}
     for _ in range(reps):
         for name, (threads, step) in vs.items():
             torch.set_num_threads(threads)
+            sync()
             t = time.perf_counter()
             step()
+            sync()
             times[name].append(time.perf_counter() - t)
     return times
 
@@ -171,7 +189,8 @@ def start_load(threads: int) -> subprocess.Popen:
 def phase_table(name: str, times: dict[str, list[float]]) -> dict[str, dict[str, float]]:
     med = {k: statistics.median(v) for k, v in times.items()}
     rows = {}
-    print(f"\n[{name}]  median s/meta-iteration (min–max), ratio = time / baseline time of this phase")
+    print(f"\n[{name}; load average {os.getloadavg()[0]:.1f}]  median s/meta-iteration (min–max),"
+          f" ratio = time / baseline time of this phase")
     for k, v in med.items():
         ref = med["baseline FO"] if k.endswith("FO") else med["baseline"]
         rows[k] = {"median_s": v, "min_s": min(times[k]), "max_s": max(times[k]), "ratio": v / ref}
@@ -212,7 +231,7 @@ def end_to_end(steps: int, meta_batch: int, cores: int) -> dict[str, float]:
         if n == steps:
             break
     plain = (time.perf_counter() - t) / n
-    print(f"\n[end to end, quiet] {steps} meta-iterations, meta-batch {meta_batch}, 5-way 1-shot 15-query, glyphs")
+    print(f"\n[end to end, no competing job; load average {os.getloadavg()[0]:.1f}] {steps} meta-iterations, meta-batch {meta_batch}, 5-way 1-shot 15-query, glyphs")
     print(f"  train_from_command (sampling, Lightning, run log)  {ours:.3f} s/iteration")
     print(f"  plain loop over the same tasks (Adam)              {plain:.3f} s/iteration")
     print(f"  ratio {ours / plain:.2f}")
@@ -222,6 +241,8 @@ def end_to_end(steps: int, meta_batch: int, cores: int) -> dict[str, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description="MAML meta-iteration speed on CPU")
+    ap.add_argument("--device", default="cpu", help="cuda: baseline loop vs vmap on the GPU (no load phase)")
+    ap.add_argument("--threads", type=int, default=None, help="intra-op threads (default: every core)")
     ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--meta-batch", type=int, default=16)
     ap.add_argument("--hidden", type=int, default=32)
@@ -234,7 +255,8 @@ def main() -> None:
     from workbench import runtime
 
     runtime.tune_allocator()  # what a workbench job does; the baseline in this process profits too
-    cores = runtime.cpu_cores()
+    cores = args.threads or runtime.cpu_cores()
+    device = torch.device(args.device)
     try:
         import learn2learn  # noqa: F401
         l2l = "learn2learn importable: timed as its own variant"
@@ -243,19 +265,21 @@ def main() -> None:
     print(f"{cores} cores, load average {os.getloadavg()[0]:.2f}; {l2l}")
     print(f"second-order MAML, Conv-4/{args.hidden}, 28x28, 5-way 1-shot 15-query, meta-batch {args.meta_batch},"
           f" 1 inner step; median of {args.reps}, variants interleaved")
-    vs = variants(make_batch(args.meta_batch), args.hidden, cores)
-    out: dict[str, object] = {"cores": cores, "learn2learn": l2l, "meta_batch": args.meta_batch,
-                              "reps": args.reps, "loadavg_start": os.getloadavg()[0]}
-    out["quiet"] = phase_table("quiet", measure(vs, args.reps))
-    if not args.no_load:
+    if device.type == "cuda":
+        print(f"device {torch.cuda.get_device_name(device)}")
+    vs = variants(make_batch(args.meta_batch), args.hidden, cores, device)
+    out: dict[str, object] = {"cores": cores, "device": str(device), "learn2learn": l2l,
+                              "meta_batch": args.meta_batch, "reps": args.reps, "loadavg_start": os.getloadavg()[0]}
+    out["quiet"] = phase_table("no competing job", measure(vs, args.reps, device))
+    if not args.no_load and device.type == "cpu":
         load = start_load(args.load_threads or cores)
         try:
-            out["load"] = phase_table(f"under load: a second job training with {args.load_threads or cores} "
-                                      f"intra-op threads", measure(vs, args.reps))
+            out["load"] = phase_table(f"under a competing job training with {args.load_threads or cores} "
+                                      f"intra-op threads", measure(vs, args.reps, device))
         finally:
             load.kill()
             load.wait()
-    if args.e2e_steps:
+    if args.e2e_steps and device.type == "cpu":
         out["end_to_end"] = end_to_end(args.e2e_steps, args.e2e_meta_batch, cores)
     out["loadavg_end"] = os.getloadavg()[0]
     if args.json:

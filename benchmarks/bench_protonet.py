@@ -1,7 +1,8 @@
 """ProtoNet's training step against easyfsl's on the same tasks, measured interleaved in one run.
 
-- ``workbench``   :class:`~workbench.learners.protonet.ProtoNet` — one channels-last encoder pass
-                  over the meta-batch, prototypes, cross-entropy, backward, Adam step.
+- ``workbench``   :class:`~workbench.learners.protonet.ProtoNet`'s training step — each task its
+                  own channels-last encoder pass on the task pool (as many workers as the row's
+                  threads, one intra-op thread each), prototypes, cross-entropy; backward, Adam.
 - ``before``      the same step as it was before issue 17 (a standard channels-first Conv-4 with
                   ReLU before the pool, one pass over the meta-batch).
 - ``easyfsl``     easyfsl 1.5's ``PrototypicalNetworks`` over the same standard Conv-4, one task per
@@ -51,16 +52,20 @@ def variants(batch) -> dict:
     from workbench.learners.protonet import ProtoNet, proto_logits, prototypes
 
     sx, sy, qx, qy = batch
+    class Quiet(ProtoNet):
+        def log(self, *args, **kwargs) -> None:  # no Trainer here
+            pass
+
     torch.manual_seed(0)
-    ours = ProtoNet(hidden=64).train()
+    ours = Quiet(hidden=64).train()
     opt_ours = torch.optim.Adam(ours.parameters(), 1e-3)
     before = standard_conv4().train()
     opt_before = torch.optim.Adam(before.parameters(), 1e-3)
 
     def step_ours() -> None:
-        logits = ours.batch_logits(sx, sy, qx)
+        loss = ours.training_step(batch, 0)
         opt_ours.zero_grad()
-        F.cross_entropy(logits.flatten(0, 1), qy.flatten()).backward()
+        loss.backward()
         opt_ours.step()
 
     def step_before() -> None:
@@ -99,15 +104,19 @@ def variants(batch) -> dict:
 
 
 def measure(vs: dict, reps: int, threads: int) -> dict[str, float]:
-    torch.set_num_threads(threads)
-    for f in vs.values():
-        f()
+    """Median seconds per step, every variant run as a job with ``threads`` (intra-op threads for
+    the others, task-pool workers for the workbench)."""
+    from workbench import runtime
+
     times: dict[str, list[float]] = {k: [] for k in vs}
-    for _ in range(reps):
-        for k, f in vs.items():
-            t = time.perf_counter()
+    with runtime.job_threads(threads):
+        for f in vs.values():
             f()
-            times[k].append(time.perf_counter() - t)
+        for _ in range(reps):
+            for k, f in vs.items():
+                t = time.perf_counter()
+                f()
+                times[k].append(time.perf_counter() - t)
     return {k: statistics.median(v) for k, v in times.items()}
 
 
