@@ -221,7 +221,8 @@ class MAML(EpisodicModule):
         fast_bn: use :class:`TransductiveBatchNorm2d` (same maths and parameters). Required for
             ``vmap`` (vmap over ``nn.BatchNorm2d``'s double backward is wrong in this torch) but
             slower than the fused kernel in a per-task loop, so ``"auto"`` swaps it in exactly
-            when the meta-batch runs under vmap.
+            when the meta-batch runs under vmap. ``threads`` and ``loop`` run the network as
+            :func:`.fastconv.conv4_function`, which always uses the fused kernel.
     """
 
     parallel_tasks = True  # adapt() only reads the module: test tasks are scored on the task pool
