@@ -35,8 +35,8 @@ RUNS_TABLE = "runs"
 STATUSES = ("queued", "running", "trained", "testing", "completed", "failed", "stopped", "crashed")
 #: Statuses of a run whose process should be alive.
 ACTIVE = ("queued", "running", "testing")
-#: Statuses a run never leaves.
-TERMINAL = ("failed", "crashed")
+#: Statuses a run never leaves (a ``crashed`` or ``stopped`` run may be resumed: back to ``running``).
+TERMINAL = ("failed",)
 #: Allowed status transitions (from -> to).
 TRANSITIONS: dict[str, tuple[str, ...]] = {
     "queued": ("running", "failed", "stopped", "crashed"),
@@ -44,9 +44,9 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
     "trained": ("testing", "completed", "failed", "crashed"),
     "testing": ("completed", "trained", "failed", "stopped", "crashed"),
     "completed": ("testing",),
-    "stopped": ("testing",),
+    "stopped": ("testing", "running"),
     "failed": (),
-    "crashed": (),
+    "crashed": ("running",),
 }
 
 #: A run on another host counts as dead after this many seconds without a heartbeat.
