@@ -75,3 +75,28 @@ class RunView:
             if isinstance(v, str) and v:
                 return v
         return None
+
+
+def lineage_text(rec: Mapping[str, Any]) -> str | None:
+    """One line on where a run's weights came from (``init_from``), or None when from scratch."""
+    lin = rec.get("lineage") or {}
+    if not lin.get("parent"):
+        return None
+    opts = lin.get("options") or {}
+    text = (f"from {lin.get('parent_name') or '?'} ({lin['parent']}, {lin.get('parent_kind')}),"
+            f" {opts.get('checkpoint', 'best')} checkpoint sha256 {str(lin.get('sha256', ''))[:12]}")
+    if "loaded" in lin:
+        text += f"; loaded {len(lin['loaded'])} tensors, re-initialised {len(lin.get('reinitialised') or [])}"
+    if lin.get("head_reason"):
+        text += f"; head {lin['head_reason']}"
+    frozen = [f"{opts[k]} {k.split('_')[1]}" for k in ("freeze_epochs", "freeze_steps") if opts.get(k)]
+    return text + (f"; loaded tensors frozen for {' and '.join(frozen)}" if frozen else "")
+
+
+def resume_text(rec: Mapping[str, Any]) -> str | None:
+    """One line on how often a run was resumed, from which step (None: never)."""
+    res = rec.get("resumes") or []
+    if not res:
+        return None
+    return f"resumed {len(res)}×: " + ", ".join(f"from {r.get('from_status')} at step {r.get('from_step')}"
+                                                for r in res)

@@ -1,12 +1,13 @@
-"""``python -m workbench runs list|show|rm``: read and tidy the run log."""
+"""``python -m workbench runs list|show|rm|export``: read and tidy the run log, send runs elsewhere."""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
 
-from ..records import RunView
+from ..records import RunView, lineage_text, resume_text
 from ..runlog import RunLog
+from ..exporters.cli import register_export
 from .meta import register_compare
 
 
@@ -37,6 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     db_opt(q)
     q.add_argument("id", help="run id, unique id prefix, or name")
     q.set_defaults(func=cmd_rm)
+    register_export(rs, db_opt)
     register_compare(rs, db_opt)
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
 
@@ -84,11 +86,27 @@ def cmd_show(args: argparse.Namespace) -> int:
                 "dataset", "summary", "env", "dir", "artifacts"):
         if rec.get(key) not in (None, {}, [], ""):
             print(f"{key:>11}: {json.dumps(rec[key], default=str) if isinstance(rec[key], (dict, list)) else rec[key]}")
+    for key, text in (("lineage", lineage_text(rec)), ("resumed", resume_text(rec)),
+                      ("lr_find", _lr_text(rec.get("lr_find"))), ("children", _children(log, rec["id"]))):
+        if text:
+            print(f"{key:>11}: {text}")
     print(f"{'config':>11}: {json.dumps(rec.get('config'), indent=1, default=str)}")
     if rec.get("epochs"):
         print(f"{'epochs':>11}: {len(rec['epochs'])}; last {json.dumps(rec['epochs'][-1])}")
     print(f"{'metrics':>11}: {len(metrics)} rows; last {json.dumps(metrics[-1]) if metrics else '-'}")
     return 0
+
+
+def _lr_text(found: dict | None) -> str | None:
+    if not found:
+        return None
+    return (f"suggested lr {found['suggestion']:.3g} from {len(found.get('lr') or [])} steps"
+            f" ({found.get('min_lr', 0):g} … {found.get('max_lr', 0):g}, {found.get('mode')})")
+
+
+def _children(log: RunLog, run_id: str) -> str | None:
+    kids = [r for r in log.runs() if (r.get("lineage") or {}).get("parent") == run_id]
+    return ", ".join(f"{r.get('name')} ({r['id']})" for r in kids) or None
 
 
 def cmd_rm(args: argparse.Namespace) -> int:

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import ipywidgets as W
 
-from ..records import RunView
+from ..records import RunView, lineage_text, resume_text
 from ..runlog import STATUSES
 from . import plots
 
@@ -105,6 +105,8 @@ class RunsPanel:
                                   f" {html.escape(str(r.get('status')))}"
                                   + (f" <span style='color:#b00'>{html.escape(str(r['error']))}</span>"
                                      if r.get("error") else "")
+                                  + "".join(f"<div class='wb-lineage'>{html.escape(t)}</div>"
+                                            for t in (lineage_text(r), resume_text(r)) if t)
                                   + f"<pre>config: {html.escape(json.dumps(r.get('config'), indent=1))}</pre>"
                                   f"<pre>summary: {html.escape(json.dumps(short, indent=1, default=str))}</pre>")
         else:
