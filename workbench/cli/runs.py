@@ -1,4 +1,5 @@
-"""``python -m workbench runs list|show|rm|export``: read and tidy the run log, send runs elsewhere."""
+"""``python -m workbench runs list|show|rm|export|import``: read, tidy and move the run log, and send runs
+to MLflow or TensorBoard (``runs export --to FORMAT DEST``)."""
 from __future__ import annotations
 
 import argparse
@@ -7,17 +8,18 @@ import sys
 
 from ..records import RunView, lineage_text, resume_text
 from ..runlog import RunLog
-from ..exporters.cli import register_export
+from ..exporters.cli import add_export_options, cmd_export_to
 from .meta import register_compare
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("runs", help="list, show or remove runs in the run log",
-                       description="Read and tidy the run log ($WORKBENCH_HOME/runs.json by default).")
+    p = sub.add_parser("runs", help="list, show, remove, export or import runs",
+                       description="Read, tidy and move the run log ($WORKBENCH_DB, else $WORKBENCH_HOME/runs.db).")
     rs = p.add_subparsers(dest="runs_command", metavar="ACTION")
 
     def db_opt(q: argparse.ArgumentParser) -> None:
-        q.add_argument("--db", metavar="PATH", help="run-log file (default: $WORKBENCH_HOME/runs.json)")
+        q.add_argument("--db", metavar="PATH", help="run-log file or postgresql:// URL"
+                       " (default: $WORKBENCH_DB, else $WORKBENCH_HOME/runs.db)")
 
     q = rs.add_parser("list", help="one line per run")
     db_opt(q)
@@ -38,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     db_opt(q)
     q.add_argument("id", help="run id, unique id prefix, or name")
     q.set_defaults(func=cmd_rm)
-    register_export(rs, db_opt)
+    register_transfer(rs, db_opt)
     register_compare(rs, db_opt)
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
 
@@ -114,4 +116,50 @@ def cmd_rm(args: argparse.Namespace) -> int:
     rid = log.resolve(args.id)
     log.delete(rid)
     print(f"removed {rid}")
+    return 0
+
+
+def register_transfer(rs: argparse._SubParsersAction, db_opt) -> None:
+    """``runs export FILE`` / ``runs import FILE``: JSON lines of records with their metrics."""
+    q = rs.add_parser("export", help="write runs as JSON lines (FILE), or to MLflow / TensorBoard (--to FORMAT DEST)",
+                      description="runs export FILE: JSON lines of records with their metrics (gzip if FILE ends"
+                                  " in .gz). runs export --to mlflow DIR|URI / --to tensorboard DIR: params, per-step"
+                                  " metrics, tags and checkpoints for the tools a team already uses (runs already"
+                                  " exported there are skipped).")
+    db_opt(q)
+    q.add_argument("file", metavar="FILE", nargs="?", help="where to write JSON lines (.jsonl or .jsonl.gz)")
+    add_export_options(q)
+    q.add_argument("--status", help="only runs with this status")
+    q.add_argument("--kind", help="only runs of this kind")
+    q.add_argument("--name", help="only runs with this name")
+    q.add_argument("--tag", help="only runs with this tag")
+    q.set_defaults(func=cmd_export)
+    q = rs.add_parser("import", help="add the runs of an export file (idempotent by run id)")
+    db_opt(q)
+    q.add_argument("file", metavar="FILE", help="a file written by 'runs export'")
+    q.add_argument("--overwrite", action="store_true",
+                   help="replace stored runs whose content differs (default: refuse and import nothing)")
+    q.set_defaults(func=cmd_import)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    if args.to:
+        if args.file:
+            raise ValueError("runs export: give FILE (JSON lines) or --to FORMAT DEST, not both")
+        return cmd_export_to(args)
+    if not args.file:
+        raise ValueError("runs export: give FILE (JSON lines) or --to mlflow DIR|URI / --to tensorboard DIR")
+    log = RunLog(args.db)
+    ids = None
+    if any(v is not None for v in (args.status, args.kind, args.name, args.tag)):
+        ids = [r["id"] for r in log.find(status=args.status, kind=args.kind, name=args.name, tag=args.tag)]
+    n = log.export(args.file, ids)
+    print(f"exported {n} run{'s' * (n != 1)} to {args.file}")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    res = RunLog(args.db).import_(args.file, overwrite=args.overwrite)
+    print(f"imported {res['added']} new run{'s' * (res['added'] != 1)} from {args.file}"
+          f" ({res['unchanged']} already there, {res['replaced']} replaced)")
     return 0

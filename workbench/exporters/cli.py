@@ -1,8 +1,9 @@
-"""``python -m workbench runs export --to mlflow DIR|URI`` / ``--to tensorboard DIR``."""
+"""``python -m workbench runs export --to mlflow DIR|URI`` / ``--to tensorboard DIR`` (the options and the
+action; ``workbench/cli/runs.py`` registers them on ``runs export``, next to ``runs export FILE``)."""
 from __future__ import annotations
 
 import argparse
-from typing import Any, Callable
+from typing import Any
 
 
 def add_export_options(q: argparse.ArgumentParser) -> None:
@@ -12,19 +13,6 @@ def add_export_options(q: argparse.ArgumentParser) -> None:
     q.add_argument("--run", action="append", metavar="RUN", help="only this run (id, prefix or name; repeatable)")
     q.add_argument("--experiment", default="workbench", help="MLflow experiment (default: workbench)")
     q.add_argument("--no-checkpoints", action="store_true", help="MLflow: leave the checkpoint files out")
-
-
-def register_export(rs: argparse._SubParsersAction, db_opt: Callable[[argparse.ArgumentParser], None]) -> None:
-    q = rs.add_parser("export", help="send runs to MLflow or TensorBoard (--to FORMAT DEST)",
-                      description="Export runs — params, per-step metrics, tags, checkpoints — to an MLflow store"
-                                  " or TensorBoard event files. Runs already exported there are skipped.")
-    db_opt(q)
-    add_export_options(q)
-    q.add_argument("--status", help="only runs with this status")
-    q.add_argument("--kind", help="only runs of this kind")
-    q.add_argument("--name", help="only runs with this name")
-    q.add_argument("--tag", help="only runs with this tag")
-    q.set_defaults(func=cmd_export_to)
 
 
 def cmd_export_to(args: argparse.Namespace) -> int:
