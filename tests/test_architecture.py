@@ -32,11 +32,20 @@ def _is_package(name: str) -> bool:
     return (PKG.parent / Path(*name.split(".")) / "__init__.py").is_file()
 
 
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
 def _imports(name: str, tree: ast.Module) -> set[str]:
     """Every workbench module this one imports (top-level and inside functions)."""
     base = name if _is_package(name) else name.rsplit(".", 1)[0]
     found: set[str] = set()
+    typing_only = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and _is_type_checking(node.test)
+                   for n in ast.walk(node)}  # `if TYPE_CHECKING:` imports never run
     for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names if a.name.startswith("workbench")}
         elif isinstance(node, ast.ImportFrom):

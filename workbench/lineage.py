@@ -22,7 +22,7 @@ from .learners.loading import run_file
 from .learners.recipe import Prepared, Recipe
 from .nets import transfer
 from .nets.weights import load_checkpoint
-from .records import RunView
+from .runlog.records import RunRecord
 from .registry import ConfigError
 from .runlog import RunLog, RunLogError
 
@@ -69,7 +69,7 @@ def resolve(log: RunLog, recipe: Recipe, prepared: Prepared) -> dict[str, Any] |
     lineage = {"parent": rec["id"], "parent_name": rec.get("name"), "parent_kind": rec.get("kind"),
                "parent_status": rec.get("status"), "checkpoint": rel, "sha256": transfer.sha256(path),
                "options": {k: v for k, v in cmd.init_from.to_dict().items() if k != "run"}}
-    score = RunView.of(rec).score()
+    score = RunRecord.from_dict(rec).score()
     if score is not None:
         lineage["parent_score"] = {"key": score.key, "value": score.value}
     with runtime.seeded(cmd.seed):

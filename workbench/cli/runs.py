@@ -6,7 +6,8 @@ import argparse
 import json
 import sys
 
-from ..records import RunView, lineage_text, resume_text
+from ..provenance import lineage_text, lr_find_text, resume_text
+from ..runlog.records import RunRecord
 from ..runlog import RunLog
 from ..exporters.cli import add_export_options, cmd_export_to
 from .meta import register_compare
@@ -46,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _summary_text(rec: dict) -> str:
-    score = RunView.of(rec).score()
+    score = RunRecord.from_dict(rec).score()
     if score is not None:
         return str(score)  # with the matching CI (few-shot runs: test_ci95)
     last = (rec.get("metrics_summary") or {}).get("train_loss", {}).get("last")
@@ -89,7 +90,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         if rec.get(key) not in (None, {}, [], ""):
             print(f"{key:>11}: {json.dumps(rec[key], default=str) if isinstance(rec[key], (dict, list)) else rec[key]}")
     for key, text in (("lineage", lineage_text(rec)), ("resumed", resume_text(rec)),
-                      ("lr_find", _lr_text(rec.get("lr_find"))), ("children", _children(log, rec["id"]))):
+                      ("lr_find", lr_find_text(rec)), ("children", _children(log, rec["id"]))):
         if text:
             print(f"{key:>11}: {text}")
     print(f"{'config':>11}: {json.dumps(rec.get('config'), indent=1, default=str)}")
@@ -97,13 +98,6 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(f"{'epochs':>11}: {len(rec['epochs'])}; last {json.dumps(rec['epochs'][-1])}")
     print(f"{'metrics':>11}: {len(metrics)} rows; last {json.dumps(metrics[-1]) if metrics else '-'}")
     return 0
-
-
-def _lr_text(found: dict | None) -> str | None:
-    if not found:
-        return None
-    return (f"suggested lr {found['suggestion']:.3g} from {len(found.get('lr') or [])} steps"
-            f" ({found.get('min_lr', 0):g} … {found.get('max_lr', 0):g}, {found.get('mode')})")
 
 
 def _children(log: RunLog, run_id: str) -> str | None:

@@ -24,7 +24,8 @@ from .errors import RunLogError, TransitionRefused
 from .jsonl import read_jsonl
 from .records import ACTIVE, RUN_ID_RE, STATUSES, TERMINAL, TRANSITIONS, check_run_id, frame_row
 from .run import HEARTBEAT_EVERY_S, MAX_BUFFERED_LINES, Run
-from .store import Filters, Store, open_store
+from .backends import open_store
+from .store import Filters, Store
 
 __all__ = ["Run", "RunLog", "read_jsonl", "utcnow", "new_run_id", "environment", "STATUSES", "ACTIVE",
            "TERMINAL", "TRANSITIONS", "STALE_AFTER_S", "HEARTBEAT_EVERY_S", "MAX_BUFFERED_LINES"]
