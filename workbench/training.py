@@ -18,6 +18,7 @@ import json
 import signal
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -135,6 +136,7 @@ def resume_training(run_ref: str, *, log: RunLog | None = None, stop: StopFlag |
         was, now = (rec.get("dataset") or {}).get(key), prepared.dataset.get(key)
         if was is not None and was != now:
             raise RunLogError(f"{who}: its data changed since it trained ({key} {was} → {now}); it cannot be resumed")
+    warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")  # ours
     step = int(load_checkpoint(ckpt).get("global_step", 0))
     resume = {"checkpoint": ckpt, "logged": checkpoints.last_logged_steps(log.read_metrics(rec["id"])),
               "seconds": float((rec.get("summary") or {}).get("train_seconds") or 0.0)}

@@ -58,7 +58,7 @@ def test_other_labels_reinitialise_the_head_and_record_why(parent, three_shapes)
     cs = _state(log, res["run_id"], "last_checkpoint")
     for name in lin["loaded"]:
         assert torch.equal(cs[name], ps[name]), name
-    from workbench.records import lineage_text
+    from workbench.provenance import lineage_text
 
     assert "frozen for 1 epochs" in lineage_text(rec) and "re-initialised 2" in lineage_text(rec)
 
