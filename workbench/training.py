@@ -263,8 +263,9 @@ def _loggers(cmd: Command, log: RunLog, run: Run | None, resume: Mapping[str, An
     from .exporters.loggers import extra_loggers, logger_records
 
     rec = log.get(run.id, metrics=False)
-    extra = extra_loggers(cmd.loggers, run.dir, rec.get("name") or cmd.display_name(), run.id, rec.get("loggers"))
-    fields["loggers"] = logger_records(extra, run.dir)
+    extra = extra_loggers(cmd.loggers, run.dir, rec.get("name") or cmd.display_name(), run.id, rec.get("loggers"),
+                          part=len(rec.get("resumes") or []) if resume else 0)
+    fields["loggers"] = logger_records(extra, run.dir, rec.get("loggers"))
     return main, extra
 
 

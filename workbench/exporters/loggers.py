@@ -1,7 +1,8 @@
 """Lightning loggers a command runs next to the run log's own (``"loggers": ["tensorboard", "csv", "mlflow"]``).
 
 - ``tensorboard``: ``TensorBoardLogger`` writing to ``runs/<id>/tensorboard/`` (``tensorboard --logdir``);
-- ``csv``: ``CSVLogger`` writing ``runs/<id>/csv/metrics.csv`` and ``hparams.yaml``;
+- ``csv``: ``CSVLogger`` writing ``runs/<id>/csv/metrics.csv`` and ``hparams.yaml`` (a resumed run's
+  next part in ``csv/resume-1/`` …: Lightning's CSV logger starts its file afresh);
 - ``mlflow``: ``MLFlowLogger`` into ``$MLFLOW_TRACKING_URI`` when set, else a SQLite store
   ``$WORKBENCH_HOME/mlflow/mlflow.db`` with artifacts beside it (``mlflow ui --backend-store-uri
   sqlite:///…/mlflow.db``). The MLflow run id goes into the record (``loggers.mlflow``), so a
@@ -45,10 +46,12 @@ def mlflow_target(dest: str | os.PathLike | None = None) -> tuple[str, str | Non
 
 
 def extra_loggers(names: Sequence[str], run_dir: Path, run_name: str, run_id: str,
-                  previous: Mapping[str, Any] | None = None) -> list[Any]:
+                  previous: Mapping[str, Any] | None = None, part: int = 0) -> list[Any]:
     """The Lightning loggers ``names`` asks for, writing into ``run_dir`` (MLflow: its store).
 
-    ``previous``: the record's ``loggers`` field of a resumed run (the MLflow run to continue).
+    ``previous``: the record's ``loggers`` field of a resumed run (the MLflow run to continue);
+    ``part``: how many times the run was resumed — the CSV logger rewrites its file, so each
+    resume writes ``csv/resume-<part>/`` next to the first part's ``csv/``.
     """
     out: list[Any] = []
     for name in names:
@@ -60,7 +63,7 @@ def extra_loggers(names: Sequence[str], run_dir: Path, run_name: str, run_id: st
         elif name == "csv":
             from pytorch_lightning.loggers import CSVLogger
 
-            out.append(CSVLogger(save_dir=str(run_dir), name="csv", version=""))
+            out.append(CSVLogger(save_dir=str(run_dir), name="csv", version=f"resume-{part}" if part else ""))
         elif name == "mlflow":
             from pytorch_lightning.loggers import MLFlowLogger
 
@@ -74,15 +77,17 @@ def extra_loggers(names: Sequence[str], run_dir: Path, run_name: str, run_id: st
     return out
 
 
-def logger_records(loggers: Sequence[Any], run_dir: Path) -> dict[str, Any]:
-    """Where each extra logger wrote (the record's ``loggers`` field)."""
+def logger_records(loggers: Sequence[Any], run_dir: Path, previous: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Where each extra logger wrote (the record's ``loggers`` field; CSV: every part's folder)."""
     out: dict[str, Any] = {}
     for lg in loggers:
         kind = type(lg).__name__
         if kind == "TensorBoardLogger":
-            out["tensorboard"] = {"dir": str(Path(lg.log_dir).relative_to(run_dir))}
+            out["tensorboard"] = {"dir": Path(lg.log_dir).relative_to(run_dir).as_posix()}
         elif kind == "CSVLogger":
-            out["csv"] = {"dir": str(Path(lg.log_dir).relative_to(run_dir))}
+            before = ((previous or {}).get("csv") or {}).get("dirs") or []
+            here = Path(lg.log_dir).relative_to(run_dir).as_posix()
+            out["csv"] = {"dirs": [*[d for d in before if d != here], here]}
         elif kind == "MLFlowLogger":
             out["mlflow"] = {"tracking_uri": mlflow_target(None)[0], "run_id": lg.run_id, "experiment": EXPERIMENT}
     return out
