@@ -154,3 +154,21 @@ def test_maml_freezes_loaded_tensors_by_steps(runlog):
     assert lin["head_reason"] == "loaded from the parent" and lin["reinitialised"] == []
     cs = _state(runlog, child["run_id"], "last_checkpoint")
     assert all(torch.equal(cs[n], ps[n]) for n in lin["loaded"])
+
+
+def test_runs_show_and_the_runs_panel_show_the_lineage(parent, shapes_dir, capsys):
+    from workbench.cli import main
+    from workbench.widgets.runs import RunsPanel
+
+    log, pid = parent
+    kid = training.run_training(fast_command(name="shown", epochs=1, init_from={"run": pid, "freeze_steps": 2}),
+                                shapes_dir, log=log)["run_id"]
+    assert main(["runs", "show", kid, "--db", str(log.path)]) == 0
+    out = capsys.readouterr().out
+    assert f"lineage: from parent ({pid}, baseline), best checkpoint sha256 " in out
+    assert "loaded tensors frozen for 2 steps" in out
+    assert main(["runs", "show", pid, "--db", str(log.path)]) == 0
+    assert f"shown ({kid})" in capsys.readouterr().out.split("children:")[1]
+    panel = RunsPanel(log)
+    panel.select([kid])
+    assert f"from parent ({pid}, baseline)" in panel.details.value

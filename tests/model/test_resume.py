@@ -65,6 +65,7 @@ def stop_at(flag: StopFlag, at: int):
     return StopAt()
 
 
+@pytest.mark.slow  # two job processes (torch and Lightning imported twice): 15-30 s on 2 shared cores
 def test_a_sigkilled_subprocess_run_resumes_to_the_planned_steps_and_the_same_result(sixty, reference, runlog):
     cmd = fast_command(name="killed", checkpoint_every_s=0.1, **SLOW)
     job = jobs.start_training(cmd, sixty, log=runlog, mode="subprocess")
@@ -83,9 +84,10 @@ def test_a_sigkilled_subprocess_run_resumes_to_the_planned_steps_and_the_same_re
     job.kill()  # SIGKILL: no handler, no goodbye
     rec = runlog.get(job.run_id)
     assert rec["status"] == "crashed" and len(_losses(rec)) > step
-    res = training.resume_training(job.run_id, log=runlog)
+    again = jobs.resume(job.run_id, log=runlog, mode="subprocess")  # python -m workbench resume RUN
+    res = again.wait(180)
     rec = runlog.get(job.run_id)
-    assert res["status"] == "trained" and rec["id"] == job.run_id
+    assert res is not None and res["status"] == "trained" and rec["id"] == job.run_id, again.error
     assert rec["resumes"][0]["from_status"] == "crashed" and rec["resumes"][0]["from_step"] % PER_EPOCH
     _check_steps(rec, 3 * PER_EPOCH)
     assert rec["summary"]["final_val_accuracy"] == pytest.approx(reference["summary"]["final_val_accuracy"], abs=1e-6)
