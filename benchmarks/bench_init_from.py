@@ -1,6 +1,6 @@
 """Does starting from a related past model help on a small new task? (issue 15's Goals experiment)
 
-    nice -n 10 python benchmarks/bench_init_from.py [--epochs 10] [--seeds 3] [--per-class 15]
+    nice -n 10 python benchmarks/bench_init_from.py [--ways 20] [--per-class 10] [--epochs 20] [--seeds 3]
 
 Model-based meta-learning on the run log: "if you have dogs to classify and have classified
 other dogs, use the model you used before". Everything is offline and recorded as runs (tag
@@ -101,11 +101,11 @@ def train_and_test(cmd: dict, data: Path, log, tags: list[str]) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--epochs", type=int, default=10, help="epochs of every child run (equal across arms)")
+    ap.add_argument("--epochs", type=int, default=20, help="epochs of every child run (equal across arms)")
     ap.add_argument("--parent-epochs", type=int, default=8)
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--per-class", type=int, default=15, help="images per class of the held-out tasks (10-20)")
-    ap.add_argument("--ways", type=int, default=10, help="classes per held-out task")
+    ap.add_argument("--per-class", type=int, default=10, help="images per class of the held-out tasks (10-20)")
+    ap.add_argument("--ways", type=int, default=20, help="classes per held-out task")
     ap.add_argument("--home", help="WORKBENCH_HOME to record the runs in (default: a fresh temporary one)")
     ap.add_argument("--out", default=str(HERE / "results" / "init_from.json"))
     args = ap.parse_args()
