@@ -225,6 +225,20 @@ def dumps_record(rec: Any) -> str:
     return json.dumps(rec, separators=(",", ":"), allow_nan=True, default=str)
 
 
+def jsonable(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """``fields`` as a record holds them: a JSON round trip (``str()`` for what JSON cannot hold, NaN kept)."""
+    return json.loads(json.dumps(dict(fields), default=str, allow_nan=True))
+
+
+def canonical(rec: Mapping[str, Any], metrics: list[dict[str, Any]]) -> str:
+    """A run's content as one comparable string (import and migration: "is it the same run?").
+
+    Left out: ``dir`` (where one log keeps the run) and a folded-in ``metrics`` list (``metrics`` is compared).
+    """
+    body = {k: v for k, v in rec.items() if k not in ("dir", "metrics")}
+    return json.dumps([body, metrics], sort_keys=True, allow_nan=True, default=str)
+
+
 def loads(text: str | bytes) -> Any:
     """Parse JSON fast (orjson), falling back to the stdlib for NaN/Infinity and huge integers."""
     try:
