@@ -1,44 +1,22 @@
 """The Lightning callbacks every training run has, whatever its kind: stop requests and the
 time limit, and the record fields written once training starts.
 
-A stop request is a :class:`StopFlag`: an in-process event (a panel's Stop button, a sweep) or
-a ``STOP`` file in the run folder (another process: ``jobs`` of a subprocess run).
+A stop request is a :class:`~workbench.runfiles.StopFlag`: an in-process event (a panel's Stop
+button, a sweep) or a ``STOP`` file in the run folder (another process: ``jobs`` of a subprocess run).
 """
 from __future__ import annotations
 
 import json
-import threading
 import time
-from pathlib import Path
 from typing import Any, Mapping
 
 import pytorch_lightning as pl
 
 from .learners.recipe import Prepared
+from .runfiles import StopFlag
 from .runlog import Run
 
-STOP_FILE = "STOP"
-
-__all__ = ["StopFlag", "StopOnRequest", "RecordData", "n_parameters", "STOP_FILE"]
-
-
-class StopFlag:
-    """A stop request a job can see: an in-process event, or a ``STOP`` file in the run folder."""
-
-    def __init__(self, run_dir: Path | None = None, event: threading.Event | None = None) -> None:
-        self.event = event or threading.Event()
-        self.file = Path(run_dir) / STOP_FILE if run_dir is not None else None
-
-    def set(self) -> None:
-        self.event.set()
-        if self.file is not None:
-            try:
-                self.file.touch()
-            except OSError:
-                pass
-
-    def is_set(self) -> bool:
-        return self.event.is_set() or (self.file is not None and self.file.exists())
+__all__ = ["StopOnRequest", "RecordData", "n_parameters"]
 
 
 class StopOnRequest(pl.Callback):

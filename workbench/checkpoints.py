@@ -27,13 +27,10 @@ from typing import Any, Mapping
 
 import pytorch_lightning as pl
 
+from .runfiles import INTERRUPTED, LAST, PENDING
 from .runlog import Run
 from .runlog.lightning import WorkbenchLogger
 
-LAST = "last.ckpt"
-PENDING = "last.ckpt.pending"
-#: What an interrupt leaves when no clean checkpoint exists yet (testable, not resumable).
-INTERRUPTED = "interrupted.ckpt"
 #: Where a checkpoint keeps the training loader's place (read back by :class:`ResumableCheckpoint`).
 LOADER_KEY = "workbench_train_loader"
 

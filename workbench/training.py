@@ -22,9 +22,8 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from . import checkpoints, commands, lineage, runtime
-from .callbacks import STOP_FILE, RecordData, StopFlag, StopOnRequest, n_parameters
-from .checkpoints import INTERRUPTED
+from . import commands, runtime
+from .runfiles import CHECKPOINTS, INTERRUPTED, LAST, STOP_FILE, StopFlag
 from .commands import Command
 from .commands.runner_options import finds_lr
 from .learners.recipe import Prepared, Recipe, resolve
@@ -66,6 +65,8 @@ def create_run(log: RunLog, prepared: Prepared, *, name: str | None = None, tags
     if finds_lr(cmd.optimizer) and cmd.needs_processes():
         raise ConfigError("optimizer.params.lr", "'find' runs Lightning's lr finder in one process; give a number"
                           " for multi-process training", "find")
+    from . import lineage
+
     extra = dict(prepared.record)
     parent = lineage.resolve(log, recipe_for(cmd), prepared)  # (stores the parent's id in the command)
     if parent is not None:
@@ -122,6 +123,7 @@ def resume_training(run_ref: str, *, log: RunLog | None = None, stop: StopFlag |
     metric step already stored is not logged again. The data must be unchanged (same
     fingerprint). Returns what :func:`run_training` returns; the record gains a ``resumes`` entry.
     """
+    from . import checkpoints
     from .nets.weights import load_checkpoint
 
     runtime.quiet_lightning()
@@ -157,9 +159,9 @@ def resume_checkpoint(rec: Mapping[str, Any]) -> Path:
     who = f"run {rec['id']} ({rec.get('name')})"
     if rec.get("status") not in RESUMABLE:
         raise RunLogError(f"{who} is {rec.get('status')!r}; only {' or '.join(RESUMABLE)} runs can be resumed")
-    ckpt = run_file(rec, f"checkpoints/{checkpoints.LAST}")
+    ckpt = run_file(rec, f"{CHECKPOINTS}/{LAST}")
     if not ckpt.is_file():
-        raise RunLogError(f"{who} has no checkpoint to resume from (checkpoints/{checkpoints.LAST}): it ended before"
+        raise RunLogError(f"{who} has no checkpoint to resume from ({CHECKPOINTS}/{LAST}): it ended before"
                           " its first one (checkpoint_every_s, an epoch's end or a stop request writes one);"
                           " train it again")
     return ckpt
@@ -180,10 +182,13 @@ def _fit(recipe: Recipe, prepared: Prepared, log: RunLog, run: Run | None, stop:
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import ModelCheckpoint
 
+    from . import checkpoints, lineage
+    from .callbacks import RecordData, StopOnRequest
+
     stop = stop or StopFlag(run.dir if run is not None else None)
     if run is not None and stop.file is None:
         stop.file = run.dir / STOP_FILE
-    ckpt_dir = run.dir / "checkpoints" if run is not None else None
+    ckpt_dir = run.dir / CHECKPOINTS if run is not None else None
     try:
         prepared, module, fields = _model(recipe, prepared, log, run, resume)
         cmd = prepared.command
@@ -228,6 +233,8 @@ def _model(recipe: Recipe, prepared: Prepared, log: RunLog, run: Run | None,
     """The module to train — the lr finder's rate, the seeded init, the parent's weights — and
     the record fields saying so (``lr_find``, ``lineage``). A resumed run reuses the found rate
     and takes its weights from its checkpoint."""
+    from . import lineage
+
     cmd = prepared.command
     rec = log.get(run.id, metrics=False) if run is not None else {}
     parent = rec.get("lineage")
@@ -253,6 +260,7 @@ def _model(recipe: Recipe, prepared: Prepared, log: RunLog, run: Run | None,
 def _loggers(cmd: Command, log: RunLog, run: Run | None, resume: Mapping[str, Any] | None,
              fields: dict[str, Any]) -> tuple[Any, list[Any]]:
     """The run log's logger (a resumed run's skips the steps it has) and the command's extra loggers."""
+    from . import checkpoints
     from .runlog.lightning import WorkbenchLogger
 
     kw = dict(kind=cmd.kind, config=cmd.to_dict(), log=log, run=run, finalize_status=None)
@@ -327,7 +335,8 @@ def _summary(trainer: Any, module: Any, log: RunLog, run: Run, seconds: float, r
 
     s: dict[str, Any] = {"steps": int(trainer.global_step), "epochs_completed": int(trainer.current_epoch),
                          "train_seconds": round(seconds, 2), "stopped": bool(stopped),
-                         "stop_reason": "stopped" if stopped else reason, "n_parameters": n_parameters(module)}
+                         "stop_reason": "stopped" if stopped else reason,
+                         "n_parameters": sum(p.numel() for p in module.parameters() if p.requires_grad)}
     es = [c for c in trainer.callbacks if isinstance(c, EarlyStopping)]
     if es:
         s["early_stopped"] = bool(es[0].stopped_epoch > 0)
@@ -352,7 +361,7 @@ def _checkpoints(log: RunLog, run: Run, best: Any, extra: Mapping[str, str]) -> 
             return None
         return Path(p).resolve().relative_to(base).as_posix()
 
-    last = rel(run.dir / "checkpoints" / checkpoints.LAST) or rel(run.dir / "checkpoints" / INTERRUPTED)
+    last = rel(run.dir / CHECKPOINTS / LAST) or rel(run.dir / CHECKPOINTS / INTERRUPTED)
     arts.update(extra)
     arts.update({"checkpoint": rel(best.best_model_path) if best is not None and best.best_model_path else None,
                  "last_checkpoint": last})

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "training"))
-from training_support import fast_command, make_shapes  # noqa: E402,F401
+sys.path.insert(0, str(Path(__file__).parent))
+from model_support import make_shapes  # noqa: E402
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -20,7 +20,7 @@ def _one_thread():
 
 @pytest.fixture(scope="session")
 def shapes_dir(tmp_path_factory) -> Path:
-    """4 classes × 24 shapes at 24 px (5 training batches of 16 per epoch)."""
+    """4 classes × 24 shapes at 24 px (4 training batches of 16 an epoch)."""
     return make_shapes(tmp_path_factory.mktemp("shapes"), per_class=24, size=24)
 
 
@@ -29,26 +29,3 @@ def three_shapes(tmp_path_factory) -> Path:
     """3 of the same 4 classes (another label count: the head cannot be loaded)."""
     return make_shapes(tmp_path_factory.mktemp("three"), per_class=16, size=24, classes=("circle", "square", "cross"),
                        seed=1)
-
-
-def conv4_command(**over) -> dict:
-    """A baseline Conv-4 on 1-channel 28 px images: the same network the few-shot kinds train."""
-    cmd = {"name": "conv4", "image_size": 28, "channels": 1, "model": {"preset": "conv4", "params": {"hidden": 8}},
-           "optimizer": {"name": "Adam", "params": {"lr": 0.003}}, "batch_size": 16, "epochs": 2, "seed": 0,
-           "trainer": {"accelerator": "cpu"}, "threads": 1}
-    cmd.update(over)
-    return cmd
-
-
-#: The glyph subset tests/fewshot uses too (its cache is generated once per test session).
-GLYPHS = {"alphabets": ["Latin", "Greek", "Cyrillic", "Armenian"], "max_per_alphabet": 12}
-
-
-def protonet_command(**over) -> dict:
-    cmd = {"kind": "protonet", "name": "proto", "data": "glyphs", "glyphs": GLYPHS,
-           "model": {"preset": "conv4", "params": {"hidden": 8}}, "episodes": {"n_way": 3, "k_shot": 1, "q_query": 2,
-                                                                               "meta_batch": 2},
-           "steps": 6, "val_every": 3, "val_episodes": 2, "test_episodes": 4, "seed": 0, "threads": 1,
-           "trainer": {"accelerator": "cpu"}}
-    cmd.update(over)
-    return cmd

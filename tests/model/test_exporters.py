@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import fast_command
+from model_support import fast_command
 from workbench import training
-from workbench.callbacks import StopFlag
+from workbench.runfiles import StopFlag
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import GLYPHS, conv4_command, fast_command, protonet_command
+from model_support import GLYPHS, conv4_command, fast_command, protonet_command
 from workbench import training
 from workbench.learners.loading import load_learner
 from workbench.nets.transfer import sha256

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import fast_command, protonet_command
+from model_support import fast_command, protonet_command
 from workbench import training
 from workbench.nets.weights import load_checkpoint
 from workbench.registry import ConfigError

@@ -1,7 +1,7 @@
 """The recommender proposes a starting model: the most related past run whose network fits."""
 from __future__ import annotations
 
-from conftest import GLYPHS, conv4_command, fast_command
+from model_support import GLYPHS, conv4_command, fast_command
 from workbench import training
 from workbench.meta import recommend
 

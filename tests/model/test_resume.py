@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import fast_command, protonet_command
+from model_support import fast_command, protonet_command
 from workbench import jobs, training
-from workbench.callbacks import StopFlag
+from workbench.runfiles import StopFlag
 from workbench.nets.weights import load_checkpoint
 from workbench.runlog import RunLogError
 
@@ -22,7 +22,7 @@ PER_EPOCH = 21
 
 @pytest.fixture(scope="module")
 def sixty(tmp_path_factory) -> Path:
-    from conftest import make_shapes
+    from model_support import make_shapes
 
     return make_shapes(tmp_path_factory.mktemp("sixty"), per_class=60, size=24)
 
