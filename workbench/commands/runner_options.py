@@ -93,7 +93,13 @@ def _init_from(v: Any) -> Any:
     raise ConfigError("", f"expected a run id or name, or an object with 'run', got {show(v)}", v)
 
 
+#: The package each logger needs (the ``ecosystem`` extra: ``pip install 'workbench[ecosystem]'``).
+_NEEDS = {"tensorboard": ("tensorboard", "tensorboardX"), "mlflow": ("mlflow",)}
+
+
 def _loggers(v: Any) -> Any:
+    import importlib.util
+
     if v is None:
         return []
     if not isinstance(v, list):
@@ -104,6 +110,10 @@ def _loggers(v: Any) -> Any:
                               close_matches(str(name), list(LOGGERS)) if isinstance(name, str) else [])
         if v.index(name) != i:
             raise ConfigError(f"[{i}]", f"logger {name!r} is listed twice", name)
+        needs = _NEEDS.get(name, ())
+        if needs and not any(importlib.util.find_spec(m) for m in needs):
+            raise ConfigError(f"[{i}]", f"logger {name!r} needs the {needs[0]} package: pip install"
+                              " 'workbench[ecosystem]'", name)
     return v
 
 

@@ -22,8 +22,12 @@ def export_runs(log: Any, to: str, dest: str | None, runs: Iterable[str] | None 
 
     ``options``: ``experiment``, ``checkpoints`` (MLflow). Returns one row per run.
     """
+    import importlib.util
+
     if to not in FORMATS:
         raise ValueError(f"export format {to!r}: expected one of {', '.join(FORMATS)}")
+    if importlib.util.find_spec(to) is None:
+        raise ModuleNotFoundError(f"export to {to} needs the {to} package: pip install 'workbench[ecosystem]'")
     ids = [log.resolve(r) for r in runs] if runs is not None else [r["id"] for r in log.runs()]
     records = (log.get(i) for i in ids)
     if to == "mlflow":
