@@ -128,3 +128,19 @@ def test_the_command_runs_extra_loggers_and_a_resume_keeps_the_mlflow_run(shapes
     assert csv_steps[0] == 0 and csv_steps[-1] == rec["summary"]["steps"] - 1 and max(int(r["step"]) for r in parts[0]
                                                                                        if r.get("train_loss")) == 3
     assert any((Path(rec["dir"]) / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_a_missing_package_is_refused_naming_the_extra(monkeypatch, runlog):
+    import importlib.util
+
+    from workbench.commands import parse
+    from workbench.exporters import export_runs
+    from workbench.registry import ConfigError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real(name, *a))
+    with pytest.raises(ConfigError, match=r"loggers\[1\]: logger 'mlflow' needs the mlflow package: pip install"
+                                          r" 'workbench\[ecosystem\]'"):
+        parse({"loggers": ["csv", "mlflow"]})
+    with pytest.raises(ModuleNotFoundError, match=r"workbench\[ecosystem\]"):
+        export_runs(runlog, "mlflow", None)
