@@ -312,7 +312,10 @@ def resume(run_ref: str, *, log: RunLog | None = None, mode: str = "auto", callb
     if callbacks:
         raise ValueError("callbacks need a thread job (mode='thread')")
     args = ["resume", rec["id"], "--db", str(log.path), "--no-progress"]
-    h._proc = _spawn(args + (["--threads", str(threads)] if threads is not None else []), Path(rec["dir"]))
+    n = runtime.threads_for_job(threads if threads is not None else (rec.get("runtime") or {}).get("threads"))
+    h._proc = _spawn(args + ["--threads", str(n)], Path(rec["dir"]), threads=n)
+    release = runtime.reserve_threads(n)  # counted among the running jobs until it ends
+    h.on_done(lambda _h: release())
     _watch(h)
     return h
 

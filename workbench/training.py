@@ -146,7 +146,8 @@ def resume_training(run_ref: str, *, log: RunLog | None = None, stop: StopFlag |
     entry = {"at": rec.get("updated_at"), "from_status": rec["status"], "from_step": step}
     run.set_status("running", error=None, resumes=[*(rec.get("resumes") or []), entry])
     recipe = recipe_for(prepared.command)
-    threads = prepared.command.threads if threads is None else threads
+    if threads is None:  # the count it trained with: results are bit-identical at a fixed count
+        threads = prepared.command.threads or (rec.get("runtime") or {}).get("threads")
     with runtime.job_threads(threads) as n_threads:
         res = _fit(recipe, prepared, log, run, stop, progress, list(callbacks), n_threads, resume)
     return _auto_test(recipe, prepared, res, log, progress, threads)

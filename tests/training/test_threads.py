@@ -151,3 +151,32 @@ def test_a_subprocess_job_gets_its_share_as_an_explicit_count(shapes_dir, runlog
     proc.kill()
     h.wait(10)
     assert runtime.running_jobs() == base  # and released when it ends
+
+
+def test_a_resumed_run_keeps_the_count_it_trained_with(shapes_dir, runlog, monkeypatch):
+    """A run continues bit-identically only at its own count: resume uses the recorded one, not
+    the share of the cores that happens to be free when it resumes."""
+    import pytorch_lightning as pl
+
+    from workbench.training import resume_training
+
+    flag = jobs.StopFlag()
+
+    class StopAt2(pl.Callback):
+        def on_train_batch_end(self, trainer, *args):
+            if trainer.global_step == 2:
+                flag.set()  # a stop request: the run ends stopped with a checkpoint
+
+    class Probe(pl.Callback):
+        seen: set = set()
+
+        def on_train_batch_start(self, *args):
+            Probe.seen.add(torch.get_num_threads())
+
+    monkeypatch.setenv("WORKBENCH_THREADS", "2")
+    first = jobs.run_training(fast_command(epochs=3), data=shapes_dir, log=runlog, callbacks=[StopAt2()], stop=flag)
+    assert first["status"] == "stopped" and runlog.get(first["run_id"])["runtime"] == {"threads": 2}
+    with runtime.job_slot(2):  # another job runs now: the share would be 1
+        res = resume_training(first["run_id"], log=runlog, callbacks=[Probe()])
+    assert res["status"] in ("trained", "completed") and Probe.seen == {2}
+    assert runlog.get(first["run_id"])["runtime"] == {"threads": 2}
