@@ -143,7 +143,6 @@ def parallel_meta_loss(net: nn.Module | Forward, params: Params, batch: tuple[to
                         "thread-safe on a shared module (use fastconv.conv4_function)")
     sx, sy, qx, qy = batch
     leaves = list(params.values()) + (list(lrs.values()) if lrs is not None else [])
-
     b = sx.shape[0]
 
     def one(i: int):
