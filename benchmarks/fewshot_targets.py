@@ -3,8 +3,10 @@ for several training seeds, each recorded as a run, then evaluate 600 held-out e
 1-shot, 5-way 5-shot, 20-way 1-shot where the learner allows) with 95% confidence intervals, and
 report the mean and spread over the seeds.
 
-    nice -n 10 python benchmarks/fewshot_targets.py --kind maml --minutes 5 --seeds 0,1,2
-    nice -n 10 python benchmarks/fewshot_targets.py --kind protonet --minutes 5 --seeds 0,1,2
+    python benchmarks/fewshot_targets.py --kind maml --minutes 7.2 --seeds 0,1,2
+    python benchmarks/fewshot_targets.py --kind protonet --minutes 6.5 --seeds 0,1,2
+    # or seed by seed, the two learners interleaved, each adding to its results file:
+    python benchmarks/fewshot_targets.py --kind maml --minutes 7.2 --seeds 1 --append
 
 Targets (issue 17): MAML ≥ 95 % and ProtoNet ≥ 98 % 5-way 1-shot in at most half of the
 meta-training time they took before (14.4 and 13.1 min on 2 cores). The runs land in the run log
@@ -87,7 +89,7 @@ def train_one(kind: str, seed: int, minutes: float, episodes: int, glyphs, log) 
 
     cmd = dict(COMMANDS[kind], seed=seed, name=f"{COMMANDS[kind]['name']}-seed{seed}",
                time_limit_s=minutes * 60, test_episodes=episodes)
-    load0 = os.getloadavg()[0]
+    load0, t0 = os.getloadavg()[0], time.monotonic()
     with LoadSampler() as load:
         rid = run_training(cmd, glyphs, log=log, tags=["fewshot-targets"])["run_id"]
     rec = log.get(rid)
@@ -101,7 +103,7 @@ def train_one(kind: str, seed: int, minutes: float, episodes: int, glyphs, log) 
            "first_val_at_target": first_crossing(rec["metrics"], TARGETS[kind][0]),
            "split_counts": (rec.get("dataset") or {}).get("split_counts"),
            "loadavg_before": load0, "loadavg_training": load.summary(), "loadavg_after": os.getloadavg()[0],
-           "command": cmd}
+           "wall_seconds": time.monotonic() - t0, "command": cmd}
     e = evals["5way1shot"]
     print(f"  seed {seed}: run {rid}, {s['steps']} meta-iterations in {s['train_seconds']:.0f} s, "
           f"5-way 1-shot {100 * e['mean']:.2f} ± {100 * e['ci95']:.2f} %, "
@@ -118,7 +120,11 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--episodes", type=int, default=600)
     ap.add_argument("--json", help="write the results here (default: benchmarks/results/fewshot_targets_<kind>.json)")
+    ap.add_argument("--append", action="store_true",
+                    help="add these seeds to the results file's seeds (same kind and minutes) instead of starting anew")
     args = ap.parse_args()
+    path = Path(args.json or Path(__file__).parent / "results" / f"fewshot_targets_{args.kind}.json")
+    rows: list[dict] = previous_rows(path, args.kind, args.minutes) if args.append else []  # before any work
     from workbench.data.glyphs import load_glyphs
     from workbench.runlog import RunLog
 
@@ -127,20 +133,29 @@ def main() -> None:
     print(f"{args.kind}: {len(glyphs)} glyph classes; {args.minutes:g} min of meta-training per seed "
           f"(before: {before} min); target {100 * target:.0f} % 5-way 1-shot on held-out classes")
     log = RunLog()
-    t0 = time.monotonic()
-    path = Path(args.json or Path(__file__).parent / "results" / f"fewshot_targets_{args.kind}.json")
-    rows: list[dict] = []
     for seed in args.seeds.split(","):
         rows.append(train_one(args.kind, int(seed), args.minutes, args.episodes, glyphs, log))
-        summary = summarise(args.kind, args.minutes, rows, time.monotonic() - t0)
+        summary = summarise(args.kind, args.minutes, rows)
         path.write_text(json.dumps(summary, indent=1), encoding="utf-8")  # after every seed
-    print(f"{args.kind} 5-way 1-shot over seeds {args.seeds}: mean {100 * summary['mean']:.2f} %, "
+    seeds = ",".join(str(r["seed"]) for r in rows)
+    print(f"{args.kind} 5-way 1-shot over seeds {seeds}: mean {100 * summary['mean']:.2f} %, "
           f"range {100 * summary['min']:.2f}–{100 * summary['max']:.2f}, sd {100 * summary['stdev']:.2f}; "
           f"every seed ≥ {100 * target:.0f} %: {summary['all_seeds_pass']}; "
           f"load average while training {summary['loadavg_training_mean']:.1f}")
 
 
-def summarise(kind: str, minutes: float, rows: list[dict], wall: float) -> dict:
+def previous_rows(path: Path, kind: str, minutes: float) -> list[dict]:
+    """The seeds already in the results file (``--append``); it must be for the same kind and budget."""
+    if not path.exists():
+        return []
+    old = json.loads(path.read_text(encoding="utf-8"))
+    if old.get("kind") != kind or old.get("minutes") != minutes:
+        raise SystemExit(f"{path}: holds kind {old.get('kind')!r} at {old.get('minutes')} min, not {kind!r} at "
+                         f"{minutes} min; use another --json or leave out --append")
+    return list(old.get("seeds", []))
+
+
+def summarise(kind: str, minutes: float, rows: list[dict]) -> dict:
     """Mean, range and standard deviation of the seeds' 5-way 1-shot accuracies so far."""
     target, before = TARGETS[kind]
     accs = [r["evals"]["5way1shot"]["mean"] for r in rows]
@@ -149,7 +164,7 @@ def summarise(kind: str, minutes: float, rows: list[dict], wall: float) -> dict:
             "stdev": statistics.stdev(accs) if len(accs) > 1 else 0.0,
             "all_seeds_pass": all(a >= target for a in accs),
             "loadavg_training_mean": statistics.mean(r["loadavg_training"]["mean"] for r in rows),
-            "wall_seconds": wall, "seeds": rows}
+            "wall_seconds": sum(r.get("wall_seconds", 0.0) for r in rows), "seeds": rows}
 
 if __name__ == "__main__":
     main()
