@@ -14,13 +14,21 @@ from typing import Annotated, Any, Callable, ClassVar, Iterable, Literal, Mappin
 
 from pydantic import BeforeValidator, Field, ValidationError, WithJsonSchema, model_validator
 
+from ..pilops import MAX_PIL_SIDE
 from ..registry import ConfigError, Strict, close_matches, from_validation_error, show
+from .limits import plain, read_json
 
 PRECISIONS = ("32-true", "32", "16", "bf16", "16-mixed", "bf16-mixed", "bf16-true", "16-true", "64-true", "64",
               "transformer-engine")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
+#: Lightning 2 strategy names (``dp`` and ``horovod`` are gone from Lightning 2; whether one is
+#: usable on this machine — ``deepspeed`` installed, ``fsdp`` on a GPU — is checked before a run).
 STRATEGIES = ("auto", "ddp", "ddp_spawn", "ddp_fork", "ddp_notebook", "fsdp", "deepspeed",
-              "ddp_find_unused_parameters_true", "single_device", "dp")
+              "ddp_find_unused_parameters_true", "ddp_find_unused_parameters_false", "single_device")
+#: Seeds are what numpy, torch and Lightning all accept: 0 … 2**32 - 1.
+MAX_SEED = 2 ** 32 - 1
+#: Largest image side a command may ask for (an 81-megapixel decode is not a training image).
+MAX_IMAGE_SIDE = MAX_PIL_SIDE  # one limit for image sizes and for what PIL operations make
 
 
 def is_int(v: Any) -> bool:
@@ -70,6 +78,8 @@ def number_at_least(lo: float, none: bool = False) -> Any:
 
 PositiveInt = at_least(1)
 Integer = Annotated[int, expect("an integer", is_int)]
+Seed = Annotated[int, expect(f"an integer from 0 to {MAX_SEED} (2**32 - 1)", lambda v: is_int(v) and 0 <= v <= MAX_SEED),
+                 Field(ge=0, le=MAX_SEED)]
 Bool = Annotated[bool, expect("true or false", lambda v: isinstance(v, bool))]
 Fraction = Annotated[float, expect("a fraction between 0 and 1", lambda v: is_number(v) and 0 <= v <= 1, float),
                      Field(ge=0, le=1)]
@@ -145,7 +155,7 @@ class Command(Strict):
 
     kind: str
     name: OptionalText = None
-    seed: Integer = 0
+    seed: Seed = 0
     trainer: TrainerOptions = Field(default_factory=TrainerOptions)
     #: Intra-op threads for the job (null: the calling thread's). Runs are bit-identical only
     #: at the same count.
@@ -162,7 +172,7 @@ class Command(Strict):
         if not isinstance(d, Mapping):
             raise ConfigError("", f"a training command is a JSON object, got {show(d)}", d)
         try:
-            return cls.model_validate(json.loads(json.dumps(dict(d), default=str)))
+            return cls.model_validate(plain(d))
         except ValidationError as exc:
             raise from_validation_error(exc, cls) from None
 
@@ -197,8 +207,25 @@ class Command(Strict):
         return self
 
     def check(self, data: Any = None) -> "Command":
-        """:meth:`validate` against the data when it can be looked at cheaply; returns ``self``."""
-        return self.validate()
+        """:meth:`validate` against the data when it can be looked at cheaply, and against this
+        machine (:func:`.machine.check_trainer`); returns ``self``."""
+        from .machine import check_trainer
+
+        self.validate()
+        check_trainer(self.trainer)
+        return self
+
+    def fit_machine(self) -> dict[str, Any]:
+        """Check the command can train on this machine and adjust what may be adjusted (in place).
+
+        Raises :class:`ConfigError` for what cannot run here (an absent GPU, more processes than
+        cores, an uninstalled strategy or precision plugin); returns the record's ``adjusted``
+        field (``{field: {"asked", "used", "why"}}``, empty when nothing changed).
+        """
+        from .machine import check_trainer
+
+        check_trainer(self.trainer)
+        return {}
 
     def problems(self, n_labels: int | None = None) -> list[str]:
         """Validation messages (empty when valid); for editors that show, not raise."""
@@ -207,12 +234,3 @@ class Command(Strict):
         except ConfigError as exc:
             return [p.message for p in exc.problems]
         return []
-
-
-def read_json(text: str) -> Any:
-    """JSON text → value; a syntax error is a :class:`ConfigError` with line and column."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError("", f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
-                          text[:80]) from None
