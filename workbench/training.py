@@ -65,7 +65,11 @@ def prepare(command: Command | Mapping[str, Any] | str | Path, data: Any = None)
     naming the field), before a run exists: ``train --check``, jobs and sweeps call it first.
     """
     cmd = commands.parse(command)
-    return recipe_for(cmd).prepare(data)
+    adjusted = cmd.fit_machine()  # what cannot run on this machine fails before the data is read
+    prepared = recipe_for(cmd).prepare(data)
+    if adjusted:
+        prepared.record["adjusted"] = adjusted
+    return prepared
 
 
 def create_run(log: RunLog, prepared: Prepared, *, name: str | None = None, tags: Iterable[str] = (),
