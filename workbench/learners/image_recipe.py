@@ -13,6 +13,17 @@ from ..registry import ConfigError
 from .recipe import Prepared, Recipe, TestPlan
 
 
+def _check_cache(cmd: Any, n_images: int) -> None:
+    """The decoded-image cache (every image at ``image_size``, uint8) fits in memory."""
+    from ..commands.machine import gib, memory_bytes
+
+    h, w = cmd.image_hw
+    need = n_images * cmd.channels * h * w
+    if cmd.cache and need > 0.5 * memory_bytes():
+        raise ConfigError("image_size", f"{n_images:,} images cached at {h}×{w} take {gib(need)}; this machine has"
+                          f" {gib(memory_bytes())} (a smaller image_size, or \"cache\": false)", cmd.image_size)
+
+
 class ImageRecipe(Recipe):
     """How a :class:`~workbench.commands.TrainingCommand` trains and tests."""
 
@@ -24,15 +35,20 @@ class ImageRecipe(Recipe):
         root = data if data is not None else cmd.data
         if root is None:
             raise ConfigError("data", "no dataset: pass data=DIR (or --data) or set 'data' in the command", None)
-        classes, _ = scan_folder(root, cmd.labels, cmd.label_map)
+        classes, samples = scan_folder(root, cmd.labels, cmd.label_map)
         cmd.validate(n_labels=len(classes))  # names, params and shapes, before decoding anything
+        _check_cache(cmd, len(samples))
         dm = ImageFolderDataModule(root, cmd)
         cmd.data = str(dm.root)
         has_val = bool(dm.split.get("val"))
         es = cmd.early_stopping
         if es is not None and es.monitor.startswith("val") and not has_val:
-            raise ConfigError("early_stopping.monitor", f"{es.monitor} needs a validation split (split.val > 0)",
-                              es.monitor)
+            raise ConfigError("early_stopping.monitor", f"{es.monitor} needs validation images (split.val > 0 and"
+                              f" classes of 3 or more images); this split has none", es.monitor)
+        if cmd.scheduler is not None and cmd.scheduler.name == "ReduceLROnPlateau" and not has_val:
+            raise ConfigError("scheduler.name", "ReduceLROnPlateau steps on val_loss, which needs validation images"
+                              " (split.val > 0 and classes of 3 or more images); this split has none",
+                              cmd.scheduler.name)
         info = dm.info()
         return Prepared(cmd, dm, info, list(dm.classes), dm.in_shape, n_classes=len(dm.classes),
                         files={"split.json": dm.split_files()}, artifacts={"split": "split.json"},
