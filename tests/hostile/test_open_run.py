@@ -1,0 +1,224 @@
+"""Issue 12, "opening a run executes code": every way of opening a run, against crafted run folders.
+
+A colleague's run folder, or a shared ``WORKBENCH_HOME``, is attacker-controlled input. The
+attacks, each for real: a checkpoint whose pickle runs ``open(marker, "w")`` when unpickled; a
+record whose ``artifacts.checkpoint`` is ``../../elsewhere.ckpt`` or an absolute path; a symlink
+in the run folder (or the run folder itself) pointing out; hyperparameters that claim a model of
+a billion outputs; a backbone ``weights_path`` that no longer exists. The ways in: ``workbench
+test RUN`` (CLI and API), ``predict()``, few-shot ``adapt()`` / ``evaluate()`` / testing, the runs panel.
+"""
+from __future__ import annotations
+
+import builtins
+import importlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from command_corpus import BASELINE, FEWSHOT
+
+
+class Payload:
+    """Unpickling this calls ``open(marker, "w")``: the file appearing means code ran."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return builtins.open, (self.marker, "w")
+
+
+def _evaluate():
+    """``evaluate()`` of few-shot runs (before the runner merge it lived in workbench.learners.fewshot)."""
+    for name in ("workbench.fewshot", "workbench.learners.fewshot"):
+        try:
+            return importlib.import_module(name).evaluate
+        except (ImportError, AttributeError):
+            continue
+    raise ImportError("no few-shot evaluate()")
+
+
+@pytest.fixture(scope="module")
+def trained(folders, tmp_path_factory):
+    """A trained baseline run and a tested few-shot run, in a run log of their own."""
+    from workbench import RunLog, train
+
+    log = RunLog(tmp_path_factory.mktemp("trained-home") / "runs.json")
+    base = train({**BASELINE, "epochs": 1}, data=str(folders["baseline"]), log=log, progress=False)["run_id"]
+    few = train({**FEWSHOT, "data": str(folders["fewshot"])}, log=log, progress=False)["run_id"]
+    return log, {"baseline": base, "fewshot": few}
+
+
+def clone(trained, kind: str, home: Path):
+    """A copy of the trained ``kind`` run in a new run log under ``home``: ``(log, run id, run folder)``."""
+    from workbench import RunLog
+
+    src_log, ids = trained
+    rec = src_log.get(ids[kind], metrics=False)
+    log = RunLog(home / "runs.json")
+    extra = {k: rec[k] for k in ("splits",) if k in rec}
+    run = log.start(rec["name"], rec["kind"], rec["config"], dataset=rec.get("dataset"), **extra)
+    for item in Path(rec["dir"]).iterdir():
+        if item.is_dir():
+            shutil.copytree(item, run.dir / item.name)
+        elif item.suffix in (".json", ".ckpt", ".pt"):
+            shutil.copy2(item, run.dir / item.name)
+    run.finish("trained", summary=rec.get("summary") or {}, artifacts=rec.get("artifacts") or {})
+    return log, run.id, Path(log.get(run.id, metrics=False)["dir"])
+
+
+def poison(folder: Path, marker: Path) -> int:
+    """Overwrite every checkpoint in a run folder with a pickle payload; how many were overwritten."""
+    n = 0
+    for p in list(folder.rglob("*.ckpt")) + list(folder.rglob("*.pt")):
+        torch.save({"state_dict": {}, "hyper_parameters": Payload(marker), "hparams": Payload(marker)}, p)
+        n += 1
+    return n
+
+
+def _image(folders) -> Path:
+    return next(Path(folders["baseline"], "circle").iterdir())
+
+
+def _open(entry: str, log, rid: str, folders) -> None:
+    """Open run ``rid`` the way ``entry`` does (raises what that way raises)."""
+    import workbench
+    from workbench import jobs
+
+    if entry == "test":
+        jobs.run_test(rid, log=log)
+    elif entry == "cli-test":
+        proc = subprocess.run([sys.executable, "-m", "workbench", "test", rid, "--db", str(log.path)],
+                              capture_output=True, text=True, timeout=120)
+        if proc.returncode != 0:
+            raise RuntimeError(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed")
+    elif entry == "predict":
+        workbench.predict(rid, [_image(folders)], log=log)
+    elif entry == "adapt":
+        support = torch.rand(4, 1, 16, 16)
+        workbench.adapt(rid, support, ["a", "a", "b", "b"], log=log)
+    elif entry == "evaluate":
+        _evaluate()(rid, episodes=2, log=log)
+    elif entry == "fewshot-test":
+        jobs.run_test(rid, log=log, limit=2)
+    else:
+        raise AssertionError(entry)
+
+
+ENTRIES = [("baseline", "test"), ("baseline", "cli-test"), ("baseline", "predict"), ("fewshot", "adapt"),
+           ("fewshot", "evaluate"), ("fewshot", "fewshot-test"), ("fewshot", "cli-test")]
+
+
+@pytest.mark.parametrize("kind, entry", ENTRIES, ids=[f"{k}-{e}" for k, e in ENTRIES])
+def test_a_pickle_payload_in_the_checkpoint_never_runs(kind, entry, trained, folders, tmp_path):
+    log, rid, folder = clone(trained, kind, tmp_path / "home")
+    marker = tmp_path / "PWNED"
+    assert poison(folder, marker) >= 1
+    with pytest.raises(Exception) as info:
+        _open(entry, log, rid, folders)
+    assert not marker.exists(), f"{entry} ran the checkpoint's payload"
+    assert "pickled objects (io.open)" in str(info.value)  # builtins.open pickles as io.open
+    assert log.get(rid, metrics=False)["status"] == "trained"  # refusing to open it did not mark it failed
+
+
+def _outside_checkpoint(folder: Path, where: Path) -> Path:
+    """A *valid* checkpoint of the same run, copied outside its folder."""
+    src = next(folder.rglob("*.ckpt"), None) or next(folder.rglob("*.pt"))
+    where.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(src, where)
+    return where
+
+
+ATTACKS = ("dotdot", "absolute", "symlinked-file", "symlinked-folder")
+
+
+@pytest.mark.parametrize("attack", ATTACKS)
+@pytest.mark.parametrize("entry", ("test", "predict"))
+def test_artifact_paths_leading_outside_the_run_folder_are_refused(attack, entry, trained, folders, tmp_path):
+    log, rid, folder = clone(trained, "baseline", tmp_path / "home")
+    elsewhere = _outside_checkpoint(folder, tmp_path / "elsewhere" / "elsewhere.ckpt")
+    run = log.handle(rid)
+    arts = dict(log.get(rid, metrics=False)["artifacts"])
+    if attack == "dotdot":
+        arts["checkpoint"] = os.path.relpath(elsewhere, folder)  # ../../../elsewhere/elsewhere.ckpt
+    elif attack == "absolute":
+        arts["checkpoint"] = str(elsewhere)
+    elif attack == "symlinked-file":
+        ck = folder / arts["checkpoint"]
+        ck.unlink()
+        ck.symlink_to(elsewhere)
+    else:  # the run folder itself is a link to a folder elsewhere that holds a checkpoint
+        moved = tmp_path / "elsewhere" / "run"
+        shutil.move(str(folder), moved)
+        folder.symlink_to(moved, target_is_directory=True)
+    run.update(artifacts=arts)
+    with pytest.raises(ValueError, match="outside its folder|not a path inside its folder|is a symlink"):
+        _open(entry, log, rid, folders)
+    assert not (tmp_path / "elsewhere" / "test_report.json").exists()
+    assert not (tmp_path / "elsewhere" / "run" / "test_report.json").exists()
+
+
+def test_hyperparameters_claiming_a_huge_model_are_refused_without_allocating_it(trained, folders, tmp_path):
+    log, rid, folder = clone(trained, "baseline", tmp_path / "home")
+    for p in folder.rglob("*.ckpt"):
+        ck = torch.load(p, map_location="cpu", weights_only=True)
+        cmd = ck["hyper_parameters"]["command"]
+        cmd["model"]["layers"].insert(4, {"name": "Linear", "params": {"in_features": "auto",
+                                                                     "out_features": 10 ** 9}})
+        torch.save(ck, p)  # 2.6e11 parameters claimed, the same few thousand weights held
+    with pytest.raises(ValueError, match="do not fit"):
+        _open("predict", log, rid, folders)
+
+
+def test_a_backbone_weights_file_named_by_the_command_is_not_read_when_opening(folders, tmp_path):
+    """A run trained from local pretrained weights opens on a machine where that file is gone
+    (or was swapped for another): the checkpoint holds the trained weights."""
+    from workbench import RunLog, predict
+    from workbench.learners.classifier import ImageClassifier
+
+    pretrained = tmp_path / "pretrained.pth"
+    from torchvision.models import resnet18
+
+    torch.save(resnet18(weights=None).state_dict(), pretrained)
+    cmd = {**BASELINE, "model": {"preset": "resnet18", "params": {"weights_path": str(pretrained)}}}
+    log = RunLog(tmp_path / "home" / "runs.json")
+    module = ImageClassifier(cmd, ["circle", "cross", "square", "triangle"], [3, 16, 16])
+    run = log.start("pretrained", "baseline", module.hparams["command"])
+    (run.dir / "checkpoints").mkdir()
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)},
+               run.dir / "checkpoints" / "last.ckpt")
+    run.finish("trained", artifacts={"checkpoint": "checkpoints/last.ckpt"})
+    pretrained.unlink()  # the colleague's file is not on this machine
+    out = predict(run.id, [_image(folders)], log=log)
+    assert out[0]["label"] in module.classes
+
+
+def test_a_torn_or_foreign_checkpoint_is_a_clear_error(trained, folders, tmp_path):
+    log, rid, folder = clone(trained, "baseline", tmp_path / "home")
+    cks = list(folder.rglob("*.ckpt"))
+    cks[0].write_bytes(cks[0].read_bytes()[: 500])  # torn mid-write
+    for p in cks[1:]:
+        p.write_text("not a checkpoint")
+    for entry in ("test", "predict"):
+        with pytest.raises(ValueError, match="not a readable checkpoint"):
+            _open(entry, log, rid, folders)
+    assert log.get(rid, metrics=False)["status"] == "trained"
+
+
+def test_the_runs_panel_shows_hostile_runs_without_opening_their_files(trained, folders, tmp_path):
+    from workbench.widgets.runs import RunsPanel
+
+    log, rid, folder = clone(trained, "baseline", tmp_path / "home")
+    marker = tmp_path / "PWNED"
+    poison(folder, marker)
+    log.handle(rid).update(artifacts={"checkpoint": "../../../../etc/passwd"}, name="<script>alert(1)</script>")
+    panel = RunsPanel(log)
+    panel.select([rid])
+    assert not marker.exists()
+    assert "<script>" not in panel.table.value and "<script>" not in panel.details.value
+    assert "&lt;script&gt;" in panel.details.value
