@@ -1,22 +1,23 @@
-"""``python -m workbench runs list|show|rm``: read and tidy the run log."""
+"""``python -m workbench runs list|show|rm|export|import``: read, tidy and move the run log."""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
 
-from ..records import RunView
+from ..runlog.records import RunRecord
 from ..runlog import RunLog
 from .meta import register_compare
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("runs", help="list, show or remove runs in the run log",
-                       description="Read and tidy the run log ($WORKBENCH_HOME/runs.json by default).")
+    p = sub.add_parser("runs", help="list, show, remove, export or import runs",
+                       description="Read, tidy and move the run log ($WORKBENCH_DB, else $WORKBENCH_HOME/runs.db).")
     rs = p.add_subparsers(dest="runs_command", metavar="ACTION")
 
     def db_opt(q: argparse.ArgumentParser) -> None:
-        q.add_argument("--db", metavar="PATH", help="run-log file (default: $WORKBENCH_HOME/runs.json)")
+        q.add_argument("--db", metavar="PATH", help="run-log file or postgresql:// URL"
+                       " (default: $WORKBENCH_DB, else $WORKBENCH_HOME/runs.db)")
 
     q = rs.add_parser("list", help="one line per run")
     db_opt(q)
@@ -37,12 +38,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     db_opt(q)
     q.add_argument("id", help="run id, unique id prefix, or name")
     q.set_defaults(func=cmd_rm)
+    register_transfer(rs, db_opt)
     register_compare(rs, db_opt)
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
 
 
 def _summary_text(rec: dict) -> str:
-    score = RunView.of(rec).score()
+    score = RunRecord.from_dict(rec).score()
     if score is not None:
         return str(score)  # with the matching CI (few-shot runs: test_ci95)
     last = (rec.get("metrics_summary") or {}).get("train_loss", {}).get("last")
@@ -96,4 +98,39 @@ def cmd_rm(args: argparse.Namespace) -> int:
     rid = log.resolve(args.id)
     log.delete(rid)
     print(f"removed {rid}")
+    return 0
+
+
+def register_transfer(rs: argparse._SubParsersAction, db_opt) -> None:
+    """``runs export FILE`` / ``runs import FILE``: JSON lines of records with their metrics."""
+    q = rs.add_parser("export", help="write runs as JSON lines (records + metrics; gzip if FILE ends in .gz)")
+    db_opt(q)
+    q.add_argument("file", metavar="FILE", help="where to write (.jsonl or .jsonl.gz)")
+    q.add_argument("--status", help="only runs with this status")
+    q.add_argument("--kind", help="only runs of this kind")
+    q.add_argument("--name", help="only runs with this name")
+    q.add_argument("--tag", help="only runs with this tag")
+    q.set_defaults(func=cmd_export)
+    q = rs.add_parser("import", help="add the runs of an export file (idempotent by run id)")
+    db_opt(q)
+    q.add_argument("file", metavar="FILE", help="a file written by 'runs export'")
+    q.add_argument("--overwrite", action="store_true",
+                   help="replace stored runs whose content differs (default: refuse and import nothing)")
+    q.set_defaults(func=cmd_import)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    log = RunLog(args.db)
+    ids = None
+    if any(v is not None for v in (args.status, args.kind, args.name, args.tag)):
+        ids = [r["id"] for r in log.find(status=args.status, kind=args.kind, name=args.name, tag=args.tag)]
+    n = log.export(args.file, ids)
+    print(f"exported {n} run{'s' * (n != 1)} to {args.file}")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    res = RunLog(args.db).import_(args.file, overwrite=args.overwrite)
+    print(f"imported {res['added']} new run{'s' * (res['added'] != 1)} from {args.file}"
+          f" ({res['unchanged']} already there, {res['replaced']} replaced)")
     return 0

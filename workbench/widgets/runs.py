@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import ipywidgets as W
 
-from ..records import RunView
+from ..runlog.records import RunRecord
 from ..runlog import STATUSES
 from . import plots
 
@@ -19,7 +19,7 @@ ALL = "(all)"
 
 
 def _result(rec: dict) -> str:
-    score = RunView.of(rec).score()
+    score = RunRecord.from_dict(rec).score()
     return "" if score is None else str(score)
 
 
