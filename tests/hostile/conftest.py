@@ -49,3 +49,17 @@ def _one_thread():
 
     torch.set_num_threads(1)  # the cores are shared by every test process
     yield
+
+
+@pytest.fixture(scope="session")
+def trained(folders, tmp_path_factory):
+    """A trained baseline run and a tested few-shot run, in a run log of their own."""
+    from command_corpus import BASELINE, FEWSHOT
+    from workbench import RunLog, train
+
+    log = RunLog(tmp_path_factory.mktemp("trained-home") / "runs.json")
+    base = train({**BASELINE, "epochs": 1}, data=str(folders["baseline"]), log=log, progress=False)["run_id"]
+    few = train({**FEWSHOT, "data": str(folders["fewshot"])}, log=log, progress=False)["run_id"]
+    return log, {"baseline": base, "fewshot": few}
+
+

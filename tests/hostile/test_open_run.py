@@ -9,28 +9,17 @@ test RUN`` (CLI and API), ``predict()``, few-shot ``adapt()`` / ``evaluate()`` /
 """
 from __future__ import annotations
 
-import builtins
 import importlib
 import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-from command_corpus import BASELINE, FEWSHOT
-
-
-class Payload:
-    """Unpickling this calls ``open(marker, "w")``: the file appearing means code ran."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return builtins.open, (self.marker, "w")
+from command_corpus import BASELINE
+from hostile_runs import an_image, clone, outside_checkpoint, poison
 
 
 def _evaluate():
@@ -41,48 +30,6 @@ def _evaluate():
         except (ImportError, AttributeError):
             continue
     raise ImportError("no few-shot evaluate()")
-
-
-@pytest.fixture(scope="module")
-def trained(folders, tmp_path_factory):
-    """A trained baseline run and a tested few-shot run, in a run log of their own."""
-    from workbench import RunLog, train
-
-    log = RunLog(tmp_path_factory.mktemp("trained-home") / "runs.json")
-    base = train({**BASELINE, "epochs": 1}, data=str(folders["baseline"]), log=log, progress=False)["run_id"]
-    few = train({**FEWSHOT, "data": str(folders["fewshot"])}, log=log, progress=False)["run_id"]
-    return log, {"baseline": base, "fewshot": few}
-
-
-def clone(trained, kind: str, home: Path):
-    """A copy of the trained ``kind`` run in a new run log under ``home``: ``(log, run id, run folder)``."""
-    from workbench import RunLog
-
-    src_log, ids = trained
-    rec = src_log.get(ids[kind], metrics=False)
-    log = RunLog(home / "runs.json")
-    extra = {k: rec[k] for k in ("splits",) if k in rec}
-    run = log.start(rec["name"], rec["kind"], rec["config"], dataset=rec.get("dataset"), **extra)
-    for item in Path(rec["dir"]).iterdir():
-        if item.is_dir():
-            shutil.copytree(item, run.dir / item.name)
-        elif item.suffix in (".json", ".ckpt", ".pt"):
-            shutil.copy2(item, run.dir / item.name)
-    run.finish("trained", summary=rec.get("summary") or {}, artifacts=rec.get("artifacts") or {})
-    return log, run.id, Path(log.get(run.id, metrics=False)["dir"])
-
-
-def poison(folder: Path, marker: Path) -> int:
-    """Overwrite every checkpoint in a run folder with a pickle payload; how many were overwritten."""
-    n = 0
-    for p in list(folder.rglob("*.ckpt")) + list(folder.rglob("*.pt")):
-        torch.save({"state_dict": {}, "hyper_parameters": Payload(marker), "hparams": Payload(marker)}, p)
-        n += 1
-    return n
-
-
-def _image(folders) -> Path:
-    return next(Path(folders["baseline"], "circle").iterdir())
 
 
 def _open(entry: str, log, rid: str, folders) -> None:
@@ -98,7 +45,7 @@ def _open(entry: str, log, rid: str, folders) -> None:
         if proc.returncode != 0:
             raise RuntimeError(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed")
     elif entry == "predict":
-        workbench.predict(rid, [_image(folders)], log=log)
+        workbench.predict(rid, [an_image(folders)], log=log)
     elif entry == "adapt":
         support = torch.rand(4, 1, 16, 16)
         workbench.adapt(rid, support, ["a", "a", "b", "b"], log=log)
@@ -126,14 +73,6 @@ def test_a_pickle_payload_in_the_checkpoint_never_runs(kind, entry, trained, fol
     assert log.get(rid, metrics=False)["status"] == "trained"  # refusing to open it did not mark it failed
 
 
-def _outside_checkpoint(folder: Path, where: Path) -> Path:
-    """A *valid* checkpoint of the same run, copied outside its folder."""
-    src = next(folder.rglob("*.ckpt"), None) or next(folder.rglob("*.pt"))
-    where.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(src, where)
-    return where
-
-
 ATTACKS = ("dotdot", "absolute", "symlinked-file", "symlinked-folder")
 
 
@@ -141,7 +80,7 @@ ATTACKS = ("dotdot", "absolute", "symlinked-file", "symlinked-folder")
 @pytest.mark.parametrize("entry", ("test", "predict"))
 def test_artifact_paths_leading_outside_the_run_folder_are_refused(attack, entry, trained, folders, tmp_path):
     log, rid, folder = clone(trained, "baseline", tmp_path / "home")
-    elsewhere = _outside_checkpoint(folder, tmp_path / "elsewhere" / "elsewhere.ckpt")
+    elsewhere = outside_checkpoint(folder, tmp_path / "elsewhere" / "elsewhere.ckpt")
     run = log.handle(rid)
     arts = dict(log.get(rid, metrics=False)["artifacts"])
     if attack == "dotdot":
@@ -194,7 +133,7 @@ def test_a_backbone_weights_file_named_by_the_command_is_not_read_when_opening(f
                run.dir / "checkpoints" / "last.ckpt")
     run.finish("trained", artifacts={"checkpoint": "checkpoints/last.ckpt"})
     pretrained.unlink()  # the colleague's file is not on this machine
-    out = predict(run.id, [_image(folders)], log=log)
+    out = predict(run.id, [an_image(folders)], log=log)
     assert out[0]["label"] in module.classes
 
 

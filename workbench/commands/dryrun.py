@@ -174,7 +174,10 @@ def check_memory(cmd: Any, n_labels: int, in_shape: tuple[int, ...]) -> None:
                           f" {gib(have)}", cmd.batch_size if field == "batch_size" else cmd.model.to_dict())
 
 
-def check_model(cmd: Any, n_labels: int, train: tuple[tuple[int, ...], Any], evals: tuple[tuple[int, ...], Any]) -> None:
+Images = tuple[tuple[int, ...], Any]  #: (shape, dtype) of the images a transform list produces
+
+
+def check_model(cmd: Any, n_labels: int, train: Images, evals: Images) -> None:
     """Check the model's memory, then build and dry-run it on train and eval images, then the loss."""
     import torch
 

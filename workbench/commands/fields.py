@@ -78,7 +78,8 @@ def number_at_least(lo: float, none: bool = False) -> Any:
 
 PositiveInt = at_least(1)
 Integer = Annotated[int, expect("an integer", is_int)]
-Seed = Annotated[int, expect(f"an integer from 0 to {MAX_SEED} (2**32 - 1)", lambda v: is_int(v) and 0 <= v <= MAX_SEED),
+Seed = Annotated[int, expect(f"an integer from 0 to {MAX_SEED} (2**32 - 1)",
+                             lambda v: is_int(v) and 0 <= v <= MAX_SEED),
                  Field(ge=0, le=MAX_SEED)]
 Bool = Annotated[bool, expect("true or false", lambda v: isinstance(v, bool))]
 Fraction = Annotated[float, expect("a fraction between 0 and 1", lambda v: is_number(v) and 0 <= v <= 1, float),

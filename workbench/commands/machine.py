@@ -47,7 +47,7 @@ def usable_cpus() -> int:
 def memory_bytes(accelerator: str = "cpu") -> int:
     """Memory a model may use: the GPU's when ``accelerator`` resolves to CUDA here, else physical
     RAM (or the cgroup limit when lower)."""
-    if resolved_accelerator(accelerator) == "cuda" and _available("cuda"):
+    if resolved_accelerator(accelerator) == "cuda" and available("cuda"):
         import torch
 
         return int(torch.cuda.get_device_properties(0).total_memory)
@@ -69,7 +69,8 @@ def gib(n: float) -> str:
 
 
 @lru_cache(maxsize=None)
-def _available(accelerator: str) -> bool:
+def available(accelerator: str) -> bool:
+    """Whether Lightning can use ``accelerator`` on this machine (``auto`` and ``cpu`` always)."""
     import torch
 
     if accelerator in ("gpu", "cuda"):
@@ -90,7 +91,7 @@ def resolved_accelerator(accelerator: str) -> str:
     """What ``auto`` means here (Lightning's order: CUDA, then MPS, then CPU)."""
     if accelerator != "auto":
         return "cuda" if accelerator == "gpu" else accelerator
-    return next((a for a in ("cuda", "mps") if _available(a)), "cpu")
+    return next((a for a in ("cuda", "mps") if available(a)), "cpu")
 
 
 def device_count(accelerator: str) -> int:
@@ -99,9 +100,9 @@ def device_count(accelerator: str) -> int:
 
     acc = resolved_accelerator(accelerator)
     if acc == "cuda":
-        return torch.cuda.device_count() if _available("cuda") else 0
+        return torch.cuda.device_count() if available("cuda") else 0
     if acc in ("mps", "tpu"):
-        return 1 if _available(acc) else 0
+        return 1 if available(acc) else 0
     return usable_cpus()
 
 
@@ -122,8 +123,8 @@ def check_trainer(options: Any, path: str = "trainer") -> None:
     """Raise a :class:`ConfigError` (every problem at once) when ``options`` cannot train on this machine."""
     problems: list[ConfigError] = []
     acc = options.accelerator
-    if acc != "auto" and not _available(acc):
-        here = ["auto", "cpu"] + [a for a in ("gpu", "cuda", "mps") if a != acc and _available(a)]
+    if acc != "auto" and not available(acc):
+        here = ["auto", "cpu"] + [a for a in ("gpu", "cuda", "mps") if a != acc and available(a)]
         problems.append(ConfigError(f"{path}.accelerator", f"{acc!r} is not available on this machine", acc, here))
     else:
         problems += _device_problems(options, path)

@@ -125,8 +125,8 @@ class ImageCache:
         self.n_filled = 0
         if persist and self.path.is_file():
             try:
-                arr = np.load(self.path)
-                if arr.shape == (len(self.files), channels, *hw):
+                arr = np.load(self.path)  # allow_pickle=False: numpy's default, never an object array
+                if arr.shape == (len(self.files), channels, *hw) and arr.dtype == np.uint8:
                     self.array, self.filled[:] = arr, True
                     self.n_filled = len(self.files)
             except (OSError, ValueError):

@@ -10,7 +10,28 @@ from pathlib import Path
 from typing import Any
 
 from ..registry import ConfigError
+from .loading import RunFileError, run_file
 from .recipe import Prepared, Recipe, TestPlan
+
+
+#: Largest ``split.json`` read back (a split of a million images is ~50 MB).
+MAX_SPLIT_BYTES = 64 << 20
+
+
+def read_split(path: Path, run_id: str) -> dict[str, list[str]]:
+    """A run's stored split: ``{"train"|"val"|"test": [relative image path, …]}``, checked as untrusted."""
+    if path.stat().st_size > MAX_SPLIT_BYTES:
+        raise RunFileError(f"run {run_id}: {path.name} is {path.stat().st_size:,} bytes; a split is at most"
+                           f" {MAX_SPLIT_BYTES:,}")
+    try:
+        split = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError) as exc:
+        raise RunFileError(f"run {run_id}: {path.name} is not valid JSON ({str(exc)[:100]})") from None
+    if not isinstance(split, dict) or not set(split) <= {"train", "val", "test"} or not all(
+            isinstance(v, list) and all(isinstance(r, str) for r in v) for v in split.values()):
+        raise RunFileError(f"run {run_id}: {path.name} is not a split (an object of train/val/test lists of"
+                           " image paths)")
+    return split
 
 
 def _check_cache(cmd: Any, n_images: int) -> None:
@@ -78,9 +99,9 @@ class ImageRecipe(Recipe):
         cmd = module.command
         stored_root = (record.get("dataset") or {}).get("root") or cmd.data
         root = Path(data or stored_root).expanduser().resolve()
-        split_file = Path(record["dir"]) / "split.json"
+        split_file = run_file(record, "split.json")
         if stored_root and root == Path(stored_root).resolve() and split_file.is_file():
-            split, source = json.loads(split_file.read_text(encoding="utf-8")), "held-out test split"
+            split, source = read_split(split_file, record["id"]), "held-out test split"
         else:
             _, samples = scan_folder(root, module.classes, cmd.label_map)
             split, source = {"train": [], "val": [], "test": [r for r, _ in samples]}, "all images of the folder"

@@ -66,7 +66,8 @@ def _fits(module: Any, state: Mapping[str, Any], where: str) -> None:
     wrong = sorted(k for k in set(want) & set(have) if want[k] != have[k])
     parts = ([f"missing {missing[:3]}"] if missing else []) + ([f"unexpected {extra[:3]}"] if extra else []) + \
         [f"{k}: {have[k]} where the model has {want[k]}" for k in wrong[:3]]
-    raise CheckpointError(f"{where}: its weights do not fit the model its hyperparameters describe ({'; '.join(parts)})")
+    raise CheckpointError(f"{where}: its weights do not fit the model its hyperparameters describe"
+                          f" ({'; '.join(parts)})")
 
 
 def rebuild(cls: Any, hparams: Mapping[str, Any], state: Mapping[str, Any], where: str) -> Any:

@@ -1,0 +1,110 @@
+"""Hostile review of the merged product (issue 12's method, round 2): what a careless user or an
+attacker with a shared ``WORKBENCH_HOME`` can do to a *finished* run and to the caches.
+
+- testing never costs a run its training: a failed test puts it back where it was (with
+  ``test_error``), a run trained on a GPU is tested on this CPU-only machine;
+- the files a test reads and writes in the run folder (``split.json``, ``test_report.json``) stay
+  inside it, and a crafted one is a clear error before the record changes;
+- a decoded-image cache of the wrong dtype planted in ``cache/images`` is not trained on.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from command_corpus import BASELINE
+from hostile_runs import clone
+
+
+def _retarget(log, rid: str, folder: Path, **trainer) -> None:
+    """Rewrite the run's command (record and checkpoints) as if trained with other trainer options."""
+    rec = log.get(rid, metrics=False)
+    cfg = {**rec["config"], "trainer": {**rec["config"]["trainer"], **trainer}}
+    log.handle(rid).update(config=cfg)
+    for p in folder.rglob("*.ckpt"):
+        ck = torch.load(p, map_location="cpu", weights_only=True)
+        ck["hyper_parameters"]["command"] = cfg
+        torch.save(ck, p)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_a_run_trained_on_a_gpu_is_tested_on_this_cpu_machine(trained, tmp_path):
+    from workbench import jobs
+
+    log, rid, folder = clone(trained, "baseline", tmp_path / "home")
+    _retarget(log, rid, folder, accelerator="gpu")
+    res = jobs.run_test(rid, log=log)
+    assert res["status"] == "completed" and log.get(rid, metrics=False)["status"] == "completed"
+
+
+def test_a_failed_test_puts_the_run_back_where_it_was(trained, folders, tmp_path):
+    from workbench import jobs
+
+    log, rid, folder = clone(trained, "baseline", tmp_path / "home")
+    data = tmp_path / "copy"
+    shutil.copytree(folders["baseline"], data)
+    split = json.loads((folder / "split.json").read_text())
+    for rel in split["test"]:
+        (data / rel).write_bytes(b"not a png")  # every held-out image is broken
+    log.handle(rid).update(dataset={**log.get(rid, metrics=False)["dataset"], "root": str(data)})
+    with pytest.raises(Exception, match="cannot identify image"):
+        jobs.run_test(rid, log=log)
+    rec = log.get(rid, metrics=False)
+    assert rec["status"] == "trained" and "UnidentifiedImageError" in rec["test_error"]
+    shutil.rmtree(data)
+    shutil.copytree(folders["baseline"], data)  # fixed: the same run tests fine now
+    assert jobs.run_test(rid, log=log)["status"] == "completed"
+    assert log.get(rid, metrics=False).get("test_error") is None
+
+
+@pytest.mark.parametrize("attack", ("symlink-out", "not-a-split", "huge-nesting"))
+def test_a_crafted_split_file_is_refused_before_the_record_changes(attack, trained, tmp_path):
+    from workbench import jobs
+
+    log, rid, folder = clone(trained, "baseline", tmp_path / "home")
+    split = folder / "split.json"
+    if attack == "symlink-out":
+        outside = tmp_path / "outside.json"
+        outside.write_text(split.read_text())
+        split.unlink()
+        split.symlink_to(outside)
+    elif attack == "not-a-split":
+        split.write_text(json.dumps(["../../../../etc/passwd"]))
+    else:
+        split.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ValueError, match="outside its folder|not a split|not valid JSON"):
+        jobs.run_test(rid, log=log)
+    assert log.get(rid, metrics=False)["status"] == "trained"
+
+
+def test_a_planted_test_report_link_is_refused_and_its_target_untouched(trained, tmp_path):
+    from workbench import jobs
+
+    log, rid, folder = clone(trained, "baseline", tmp_path / "home")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (folder / "test_report.json").symlink_to(victim)
+    with pytest.raises(ValueError, match="outside its folder"):
+        jobs.run_test(rid, log=log)
+    assert victim.read_text() == "precious"
+    assert log.get(rid, metrics=False)["status"] == "trained"
+
+
+def test_a_planted_cache_of_the_wrong_dtype_is_not_trained_on(folders):
+    from workbench.commands import parse
+    from workbench.data.imagefolder import ImageFolderDataModule
+
+    cmd = parse(BASELINE)
+    dm = ImageFolderDataModule(folders["baseline"], cmd)
+    dm.cache.fill()
+    assert dm.cache.path.is_file()
+    np.save(dm.cache.path, np.full(dm.cache.array.shape, 1e6, dtype=np.float64))  # same shape, poisoned
+    again = ImageFolderDataModule(folders["baseline"], cmd)
+    assert again.cache.n_filled == 0 and again.cache.array.dtype == np.uint8
+    x, _ = again.dataset("train")[0]
+    assert float(x.max()) <= 1.0
