@@ -108,3 +108,23 @@ def test_a_planted_cache_of_the_wrong_dtype_is_not_trained_on(folders):
     assert again.cache.n_filled == 0 and again.cache.array.dtype == np.uint8
     x, _ = again.dataset("train")[0]
     assert float(x.max()) <= 1.0
+
+
+@pytest.mark.parametrize("fname", ("../secret.png", "/ABSOLUTE"), ids=("dotdot", "absolute"))
+def test_a_dataset_manifest_never_names_files_outside_its_folder(fname, tmp_path):
+    """mini-ImageNet's csv files name the images: a row pointing out of the folder is refused."""
+    from PIL import Image
+
+    from workbench.data.omniglot import miniimagenet_source
+
+    root = tmp_path / "mini"
+    (root / "images").mkdir(parents=True)
+    secret = tmp_path / "secret.png"
+    Image.new("RGB", (8, 8)).save(secret)
+    fname = str(secret) if fname == "/ABSOLUTE" else fname
+    for split, lab in (("train", "a"), ("val", "b"), ("test", "c")):
+        Image.new("RGB", (8, 8)).save(root / "images" / f"{lab}.png")
+        rows = [f"{lab}.png,{lab}"] + ([f"{fname},{lab}"] if split == "test" else [])
+        (root / f"{split}.csv").write_text("filename,label\n" + "\n".join(rows) + "\n")
+    with pytest.raises(ValueError, match="not a file inside"):
+        miniimagenet_source(root, image_size=8)
