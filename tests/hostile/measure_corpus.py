@@ -60,6 +60,13 @@ def main() -> None:
     folders = {"baseline": draw_folder(base / "shapes", SHAPES, 6),
                "fewshot": draw_folder(base / "fewshot", tuple(f"c{i:02d}" for i in range(12)), 4)}
     check, config_error = _pre_run_check()
+    from command_corpus import BASELINE, FEWSHOT
+
+    for base, key in ((BASELINE, "baseline"), (FEWSHOT, "fewshot")):  # warm up imports (not timed)
+        try:
+            check(base, folders[key])
+        except Exception as exc:  # noqa: BLE001 - an old checkout may not take a base command
+            print(f"warning: the {key} base command is refused here: {str(exc)[:120]}")
     rows, counts = [], {"tried": 0, "refused": 0, "named": 0, "crashed": 0, "accepted": 0}
     for case in CASES:
         data = None if isinstance(case.command, dict) and "data" in case.command else folders[case.base]
@@ -81,6 +88,9 @@ def main() -> None:
     print(f"tried {counts['tried']}: refused with a ConfigError {counts['refused']} (naming the field"
           f" {counts['named']}), other exceptions {counts['crashed']}, accepted {counts['accepted']};"
           f" slowest {slowest['id']} {slowest['seconds']:.2f} s")
+    for cid in ("ten-mb-name", "ten-mb-layers", "ten-mb-dict-name", "million-item-list", "deep-json-text", "deep-dict"):
+        r = next(r for r in rows if r["id"] == cid)
+        print(f"  {cid}: {r['outcome']} in {r['seconds']:.4f} s")
     for r in rows:
         if r["outcome"] != "named":
             print(f"  {r['outcome']:8} {r['id']:32} {r['detail']}")

@@ -20,6 +20,14 @@ def _data(case: Case, folders):
 
 
 @pytest.fixture(scope="module")
+def log(tmp_path_factory):
+    """One run log for every case: it must still hold no run at the end of each."""
+    from workbench import RunLog
+
+    return RunLog(tmp_path_factory.mktemp("corpus-home") / "runs.json")
+
+
+@pytest.fixture(scope="module")
 def warm(folders):
     """The base commands are valid here (so each case fails for its own mutation), imports warmed."""
     from workbench import training
@@ -33,8 +41,8 @@ def test_the_corpus_is_big_enough():
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_malformed_command_is_refused_naming_the_field_before_any_run(case, folders, warm, tmp_path):
-    from workbench import ConfigError, RunLog, training
+def test_malformed_command_is_refused_naming_the_field_before_any_run(case, folders, warm, log):
+    from workbench import ConfigError, training
     from workbench.jobs import start_training
 
     data = _data(case, folders)
@@ -45,7 +53,6 @@ def test_malformed_command_is_refused_naming_the_field_before_any_run(case, fold
     paths = [p.path for p in info.value.problems]
     assert case.path in paths, f"expected a problem at {case.path!r}, got {paths}: {info.value}"
     assert seconds < (0.5 if case.id.startswith(_INSTANT) else 10), f"{seconds:.2f} s to refuse"
-    log = RunLog(tmp_path / "runs.json")
     with pytest.raises(ConfigError):  # and a job refuses it the same way, with no run left behind
         start_training(case.command, data, log=log)
     assert log.runs() == [] and not (log.runs_dir.is_dir() and any(log.runs_dir.iterdir()))
