@@ -128,3 +128,23 @@ def test_a_dataset_manifest_never_names_files_outside_its_folder(fname, tmp_path
         (root / f"{split}.csv").write_text("filename,label\n" + "\n".join(rows) + "\n")
     with pytest.raises(ValueError, match="not a file inside"):
         miniimagenet_source(root, image_size=8)
+
+
+@pytest.mark.parametrize("damage", ("torn", "poisoned"))
+def test_a_damaged_glyph_cache_is_regenerated(damage):
+    """The glyph benchmark's cache file torn (a foreign or half-copied file) or holding other pixels
+    under the right fingerprint: the benchmark is regenerated, never failed on or trained on."""
+    from workbench.data import glyphs
+
+    key = dict(alphabets=["Latin"], max_per_alphabet=2)
+    good = glyphs.load_glyphs(**key)
+    path = glyphs._cache_path(0, key["alphabets"], key["max_per_alphabet"], glyphs.INSTANCES)
+    assert path.is_file()
+    if damage == "torn":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    else:
+        np.savez_compressed(path, images=np.zeros_like(good.images), classes=np.array(good.classes),
+                            alphabets=np.array(good.alphabets), chars=np.array(good.chars),
+                            sha1=np.array(good.meta["sha1"]))
+    again = glyphs.load_glyphs(**key)
+    assert (again.images == good.images).all() and again.meta["sha1"] == good.meta["sha1"]
