@@ -19,6 +19,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 INF, NAN = float("inf"), float("nan")
 DELETE = object()
 
@@ -173,6 +175,8 @@ CASES: list[Case] = [
     Case("clip-negative", b({"trainer.gradient_clip_val": -1.0}), "trainer.gradient_clip_val"),
     Case("limit-train-nan", b({"trainer.limit_train_batches": NAN}), "trainer.limit_train_batches"),
     Case("limit-val-negative", b({"trainer.limit_val_batches": -1}), "trainer.limit_val_batches"),
+    Case("limit-train-1.5", b({"trainer.limit_train_batches": 1.5}), "trainer.limit_train_batches"),
+    Case("limit-val-2.5", b({"trainer.limit_val_batches": 2.5}), "trainer.limit_val_batches"),
     Case("time-limit-nan", b({"time_limit_s": NAN}), "time_limit_s"),
     Case("time-limit-inf", b({"time_limit_s": INF}), "time_limit_s"),
     Case("split-nan", b({"split": {"train": NAN, "val": 0.15, "test": 0.15}}), "split.train"),
@@ -208,6 +212,8 @@ CASES: list[Case] = [
     Case("fs-head-lr-nan", f({"kind": "finetune", "finetune": {"head_lr": NAN}}), "finetune.head_lr", "fewshot"),
     Case("fs-lr-inf", f({"optimizer": {"name": "Adam", "params": {"lr": INF}}}), "optimizer.params.lr", "fewshot"),
     Case("fs-time-limit-nan", f({"time_limit_s": NAN}), "time_limit_s", "fewshot"),
+    Case("numpy-float32-nan", b({"optimizer.params.lr": np.float32("nan")}), "optimizer.params.lr"),
+    Case("numpy-int64-seed-huge", b({"seed": np.uint64(2 ** 63 + 5)}), "seed"),
     # -- seeds ---------------------------------------------------------------------------------
     Case("seed-negative", b({"seed": -1}), "seed"),
     Case("seed-2-32", b({"seed": 2 ** 32}), "seed"),
@@ -388,6 +394,7 @@ CASES: list[Case] = [
 #: Commands near the edges that must still be accepted (the checks refuse the hostile, not the unusual).
 VALID: list[Case] = [
     Case("seed-max", b({"seed": 2 ** 32 - 1}), ""),
+    Case("numpy-scalars", b({"epochs": np.int64(2), "optimizer.params.lr": np.float32(0.01)}), ""),
     Case("lr-tiny", b({"optimizer.params.lr": 1e-12}), ""),
     Case("devices-one", b({"trainer.devices": 1}), ""),
     Case("devices-auto", b({"trainer.devices": "auto"}), ""),
@@ -404,6 +411,8 @@ VALID: list[Case] = [
          ""),
     Case("plateau-with-val", b({"scheduler": {"name": "ReduceLROnPlateau", "params": {"patience": 1}}}), ""),
     Case("epochs-many", b({"epochs": 100_000}), ""),
+    Case("limit-batches-count-and-fraction", b({"trainer.limit_train_batches": 2, "trainer.limit_val_batches": 0.5}),
+         ""),
     Case("fs-maml", f({"kind": "maml"}), "", "fewshot"),
     Case("fs-no-val-bigger-n-way", f({"episodes.n_way": 4, "val_episodes": 0, "test_episodes": 0}), "", "fewshot"),
     Case("fs-finetune", f({"kind": "finetune", "finetune": {"batch_size": 4, "head_steps": 2}}), "", "fewshot"),

@@ -20,7 +20,16 @@ def test_unusual_but_valid_commands_still_pass(case, folders):
     from workbench import training
 
     prepared = training.prepare(case.command, folders[case.base])
-    assert prepared.command.to_dict()  # and it round-trips
+    assert type(prepared.command).from_dict(prepared.command.to_dict()) == prepared.command  # round-trips
+
+
+def test_a_batch_count_stays_a_count():
+    """``limit_train_batches: 5`` means five batches; stored as 5.0 it became an invalid fraction."""
+    from workbench.commands import parse
+
+    opts = parse(b({"trainer.limit_train_batches": 5, "trainer.limit_val_batches": 0.25})).trainer.trainer_kwargs()
+    assert opts["limit_train_batches"] == 5 and type(opts["limit_train_batches"]) is int
+    assert opts["limit_val_batches"] == 0.25
 
 
 @pytest.mark.parametrize("bad, field", [

@@ -87,6 +87,11 @@ Fraction = Annotated[float, expect("a fraction between 0 and 1", lambda v: is_nu
 Text = Annotated[str, expect("a string", lambda v: isinstance(v, str))]
 OptionalText = Annotated[str | None, expect("a string", lambda v: v is None or isinstance(v, str))]
 PositiveOrNone = Annotated[float | None, expect("a positive number", lambda v: v is None or (is_number(v) and v > 0))]
+#: Lightning's batch limits: a fraction of the batches, or a count (kept an int: 5.0 would be a bad fraction).
+BatchLimit = Annotated[int | float | None,
+                       expect("a fraction of the batches (0 < x ≤ 1.0) or a number of batches (an integer ≥ 1)",
+                              lambda v: v is None or (is_int(v) and v >= 1)
+                              or (isinstance(v, float) and math.isfinite(v) and 0 < v <= 1))]
 
 
 class Section(Strict):
@@ -128,8 +133,8 @@ class TrainerOptions(Section):
                          BeforeValidator(lambda v: str(v) if is_int(v) else v)] = "32-true"  # (runs first: 16 → "16")
     log_every_n_steps: PositiveInt = 1
     gradient_clip_val: PositiveOrNone = None
-    limit_train_batches: PositiveOrNone = None
-    limit_val_batches: PositiveOrNone = None
+    limit_train_batches: BatchLimit = None
+    limit_val_batches: BatchLimit = None
     deterministic: Annotated[bool | None, expect("true or false", lambda v: v is None or isinstance(v, bool))] = None
 
     def trainer_kwargs(self) -> dict[str, Any]:

@@ -126,13 +126,24 @@ def check_plain(value: Any) -> None:
         raise ConfigError.collect(problems)
 
 
-def plain(d: Mapping[str, Any]) -> dict[str, Any]:
-    """A checked, JSON-plain copy of a command dict (:func:`check_plain` first, then a JSON round trip).
+def _scalar(o: Any) -> Any:
+    """A value JSON cannot hold: a numpy/torch scalar as its number, anything else (a ``Path``) as text."""
+    item = getattr(o, "item", None)
+    if callable(item) and getattr(o, "shape", None) == ():
+        return item()
+    return str(o)
 
-    Values JSON cannot hold (a ``Path``) become their string form, as the run record stores them.
+
+def plain(d: Mapping[str, Any]) -> dict[str, Any]:
+    """A checked, JSON-plain copy of a command dict (:func:`check_plain`, a JSON round trip, checked again).
+
+    Values JSON cannot hold become what the run record stores: a numpy scalar its number (so a
+    ``np.float32("nan")`` is refused like any NaN), a ``Path`` its text.
     """
-    check_plain(d)
+    check_plain(d)  # first: a deep or huge value never reaches json.dumps
     try:
-        return json.loads(json.dumps(dict(d), default=str))
+        out = json.loads(json.dumps(dict(d), default=_scalar))
     except (TypeError, ValueError) as exc:
         raise ConfigError("", f"not a JSON-like command: {exc}", type(d).__name__) from None
+    check_plain(out)
+    return out

@@ -170,11 +170,14 @@ def _construct(options: Any, path: str) -> list[ConfigError]:
     error = _trainer_error(kwargs)
     if error is None:
         return []
-    blamed = [k for k in ("strategy", "precision") if k in kwargs
-              and _trainer_error({**{x: v for x, v in kwargs.items() if x not in ("strategy", "precision")},
-                                  k: kwargs[k]}) is not None]
-    return [ConfigError(f"{path}.{k}", f"Lightning cannot use {k} {kwargs[k]!r} here: {error}", kwargs[k])
-            for k in blamed or ["strategy"]]
+    base = {k: kwargs[k] for k in ("accelerator", "devices", "num_nodes") if k in kwargs}
+    alone = {k: _trainer_error({**base, k: v}) for k, v in kwargs.items() if k not in base}
+    blamed = {k: e for k, e in alone.items() if e is not None}
+    if not blamed:  # only the combination fails (or the device setting itself)
+        keys = [k for k in ("strategy", "precision") if k in kwargs] if _trainer_error(base) is None else []
+        blamed = {k: error for k in keys or ["devices"]}
+    return [ConfigError(f"{path}.{k}", f"Lightning cannot use {k} {kwargs.get(k)!r} here: {e}", kwargs.get(k))
+            for k, e in blamed.items()]
 
 
 def _trainer_error(kwargs: dict[str, Any]) -> str | None:
