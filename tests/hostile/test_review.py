@@ -148,3 +148,29 @@ def test_a_damaged_glyph_cache_is_regenerated(damage):
                             sha1=np.array(good.meta["sha1"]))
     again = glyphs.load_glyphs(**key)
     assert (again.images == good.images).all() and again.meta["sha1"] == good.meta["sha1"]
+
+
+def test_caches_never_write_through_a_link_planted_under_a_temp_name(folders, tmp_path):
+    """In a shared cache a colleague can plant a link where the old code put its temp file
+    (a predictable name: pid, thread id); the cache writers use fresh mkstemp names now."""
+    import os
+    import threading
+
+    from workbench.commands import parse
+    from workbench.data import glyphs
+    from workbench.data.imagefolder import ImageFolderDataModule
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    cmd = parse({**BASELINE, "image_size": 12})  # a cache key no other test writes
+    dm = ImageFolderDataModule(folders["baseline"], cmd)
+    path = dm.cache.path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    (path.parent / f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp").symlink_to(victim)
+    key = dict(alphabets=["Greek"], max_per_alphabet=2)
+    gpath = glyphs._cache_path(0, key["alphabets"], key["max_per_alphabet"], glyphs.INSTANCES)
+    gpath.with_suffix(f".tmp{os.getpid()}.npz").symlink_to(victim)
+    dm.cache.fill()
+    glyphs.load_glyphs(**key)
+    assert victim.read_text() == "precious"
+    assert np.load(path).shape == dm.cache.array.shape and gpath.is_file()

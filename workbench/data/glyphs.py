@@ -32,7 +32,6 @@ renders exactly the same images as the full benchmark. Results are cached as ``.
 from __future__ import annotations
 
 import hashlib
-import os
 import unicodedata
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -216,10 +215,8 @@ def class_list() -> tuple[tuple[str, int], ...]:
     except (OSError, ValueError, TypeError):
         pass
     kept = _compute_class_list()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(kept), encoding="utf-8")
-    os.replace(tmp, path)
+    with paths.replacing(path) as tmp:
+        tmp.write_text(json.dumps(kept), encoding="utf-8")
     return tuple(kept)
 
 
@@ -394,8 +391,7 @@ def load_glyphs(seed: int = 0, alphabets: Sequence[str] | None = None, max_per_a
             pass
     g = generate(seed, alphabets, max_per_alphabet, instances)
     if cache:
-        tmp = path.with_suffix(f".tmp{os.getpid()}.npz")
-        np.savez_compressed(tmp, images=g.images, classes=np.array(g.classes), alphabets=np.array(g.alphabets),
-                            chars=np.array(g.chars), sha1=np.array(g.meta["sha1"]))
-        os.replace(tmp, path)  # atomic: concurrent readers never see half a file
+        with paths.replacing(path, suffix=".npz") as tmp:  # atomic: readers never see half a file
+            np.savez_compressed(tmp, images=g.images, classes=np.array(g.classes), alphabets=np.array(g.alphabets),
+                                chars=np.array(g.chars), sha1=np.array(g.meta["sha1"]))
     return g

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 import threading
 from pathlib import Path
@@ -158,11 +157,8 @@ class ImageCache:
         if not self.persist or not self.filled.all() or self.path.is_file():
             return
         with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-            with open(tmp, "wb") as fh:
+            with paths.replacing(self.path) as tmp, open(tmp, "wb") as fh:
                 np.save(fh, self.array)
-            os.replace(tmp, self.path)
 
 
 class SeededShuffle(Sampler):
