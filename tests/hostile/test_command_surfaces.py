@@ -12,7 +12,7 @@ import warnings
 
 import pytest
 
-from command_corpus import BASELINE, VALID, b
+from command_corpus import BASELINE, TOO_MANY, VALID, b
 
 
 @pytest.mark.parametrize("case", VALID, ids=[c.id for c in VALID])
@@ -34,8 +34,8 @@ def test_a_batch_count_stays_a_count():
 
 @pytest.mark.parametrize("bad, field", [
     ('{"optimizer": {"name": "Adam", "params": {"lr": Infinity}}, "image_size": 16}', "optimizer.params.lr"),
-    (json.dumps(b({"trainer.devices": 16})), "trainer.devices"),
-], ids=["lr-infinity", "devices-16"])
+    (json.dumps(b({"trainer.devices": TOO_MANY})), "trainer.devices"),
+], ids=["lr-infinity", "devices-more-than-cores"])
 def test_cli_refuses_the_command_and_creates_no_run(bad, field, folders, tmp_path):
     from workbench import RunLog
 
@@ -56,7 +56,7 @@ def test_sweep_refuses_a_bad_value_and_a_variant_this_machine_cannot_run(folders
     log = RunLog(tmp_path / "runs.json")
     with pytest.raises(ValueError, match=r"optimizer\.params\.lr"):
         sweep(BASELINE, {"optimizer.params.lr": [0.01, float("inf")]}, data=str(folders["baseline"]), log=log)
-    s = sweep(BASELINE, {"trainer.devices": [64]}, data=str(folders["baseline"]), log=log, background=False,
+    s = sweep(BASELINE, {"trainer.devices": [TOO_MANY]}, data=str(folders["baseline"]), log=log, background=False,
               describe_task=False)
     assert [v.status for v in s.variants] == ["failed"] and "trainer.devices" in s.variants[0].error
     assert log.runs() == []
@@ -68,7 +68,7 @@ def test_train_panel_shows_the_field_and_starts_nothing(folders, tmp_path):
 
     log = RunLog(tmp_path / "runs.json")
     p = TrainPanel(data=folders["baseline"], command=BASELINE, log=log)
-    for bad, field in ((b({"seed": 2 ** 40}), "seed"), (b({"trainer.accelerator": "gpu"}), "trainer.accelerator"),
+    for bad, field in ((b({"seed": 2 ** 40}), "seed"), (b({"trainer.accelerator": "tpu"}), "trainer.accelerator"),
                        (b({"transforms": [{"name": "ToDtype", "params": {"dtype": "float64"}}]}), "transforms")):
         p.editor.value = json.dumps(bad)
         assert field in p.message.value, p.message.value

@@ -42,9 +42,13 @@ def test_the_corpus_is_big_enough():
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_malformed_command_is_refused_naming_the_field_before_any_run(case, folders, warm, log):
+    import torch
+
     from workbench import ConfigError, training
     from workbench.jobs import start_training
 
+    if case.needs_no_gpu and torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
     data = _data(case, folders)
     t0 = time.perf_counter()
     with pytest.raises(ConfigError) as info:  # the pre-run check alone: nothing can start if it lets one by
