@@ -164,7 +164,8 @@ def _device_problems(options: Any, path: str) -> list[ConfigError]:
 def _construct(options: Any, path: str) -> list[ConfigError]:
     """Build the ``pl.Trainer`` the options describe (nothing is launched or written).
 
-    On failure each of strategy and precision is tried alone, so the error names the one at fault.
+    On failure each option is tried alone (with the device setting), so the error names the one
+    at fault: a strategy or precision plugin that is not installed, a batch limit Lightning refuses.
     """
     kwargs = options.trainer_kwargs()
     error = _trainer_error(kwargs)
