@@ -58,6 +58,7 @@ class Case:
     path: str            #: the field path the ConfigError must name
     base: str = "baseline"
     needs_no_gpu: bool = False  #: refused only where there is no CUDA GPU
+    needs_log: bool = False     #: refused when its run is created (it names another run of the log)
 
 
 #: More training processes than this machine has cores (the issue's "devices: 16" on 2 cores).
@@ -365,6 +366,32 @@ CASES: list[Case] = [
     Case("pil-filter-unknown", b({"pil_ops": [{"name": "filter", "params": {"name": "../../etc"}}]}),
          "pil_ops[0].params"),
     Case("pil-convert-bad-mode", b({"pil_ops": [{"name": "convert", "params": {"mode": "XYZ"}}]}), "pil_ops[0].params"),
+    # -- issue 15's fields: init_from, loggers, lr "find", lr_find, checkpoint_every_s -----------------
+    Case("init-from-number", b({"init_from": 5}), "init_from"),
+    Case("init-from-empty-run", b({"init_from": {"run": ""}}), "init_from.run"),
+    Case("init-from-checkpoint-typo", b({"init_from": {"run": "x", "checkpoint": "middle"}}), "init_from.checkpoint"),
+    Case("init-from-freeze-negative", b({"init_from": {"run": "x", "freeze_epochs": -1}}), "init_from.freeze_epochs"),
+    Case("init-from-freeze-nan", b({"init_from": {"run": "x", "freeze_steps": NAN}}), "init_from.freeze_steps"),
+    Case("init-from-layers-empty", b({"init_from": {"run": "x", "layers": []}}), "init_from.layers"),
+    Case("init-from-head-typo", b({"init_from": {"run": "x", "head": "keep"}}), "init_from.head"),
+    Case("init-from-unknown-key", b({"init_from": {"run": "x", "strict": True}}), "init_from.strict"),
+    Case("init-from-no-such-run", b({"init_from": "no-such-run"}), "init_from.run", needs_log=True),
+    Case("init-from-path-traversal", b({"init_from": "../../../etc/passwd"}), "init_from.run", needs_log=True),
+    Case("loggers-unknown", b({"loggers": ["wandb"]}), "loggers[0]"),
+    Case("loggers-string", b({"loggers": "csv"}), "loggers"),
+    Case("loggers-twice", b({"loggers": ["csv", "csv"]}), "loggers[1]"),
+    Case("lr-find-typo", b({"optimizer.params.lr": "fnd"}), "optimizer.params"),
+    Case("lr-find-min-nan", b({"optimizer.params.lr": "find", "lr_find": {"min_lr": NAN}}), "lr_find.min_lr"),
+    Case("lr-find-max-inf", b({"optimizer.params.lr": "find", "lr_find": {"max_lr": INF}}), "lr_find.max_lr"),
+    Case("lr-find-range-inverted", b({"optimizer.params.lr": "find", "lr_find": {"min_lr": 1.0, "max_lr": 0.1}}),
+         "lr_find.min_lr"),
+    Case("lr-find-num-training-2", b({"optimizer.params.lr": "find", "lr_find": {"num_training": 2}}),
+         "lr_find.num_training"),
+    Case("lr-find-mode-typo", b({"optimizer.params.lr": "find", "lr_find": {"mode": "log"}}), "lr_find.mode"),
+    Case("checkpoint-every-nan", b({"checkpoint_every_s": NAN}), "checkpoint_every_s"),
+    Case("checkpoint-every-negative", b({"checkpoint_every_s": -5}), "checkpoint_every_s"),
+    Case("fs-init-from-number", f({"init_from": 5}), "init_from", "fewshot"),
+    Case("fs-loggers-unknown", f({"loggers": ["neptune"]}), "loggers[0]", "fewshot"),
     # -- data, labels, other fields ------------------------------------------------------------
     Case("labels-empty", b({"labels": []}), "labels"),
     Case("labels-duplicate", b({"labels": ["circle", "circle"]}), "labels"),
@@ -401,6 +428,8 @@ CASES: list[Case] = [
 VALID: list[Case] = [
     Case("seed-max", b({"seed": 2 ** 32 - 1}), ""),
     Case("numpy-scalars", b({"epochs": np.int64(2), "optimizer.params.lr": np.float32(0.01)}), ""),
+    Case("lr-find-and-loggers", b({"optimizer.params.lr": "find", "lr_find": {"num_training": 8},
+                                   "loggers": ["csv"], "checkpoint_every_s": None}), ""),
     Case("lr-tiny", b({"optimizer.params.lr": 1e-12}), ""),
     Case("devices-one", b({"trainer.devices": 1}), ""),
     Case("devices-auto", b({"trainer.devices": "auto"}), ""),

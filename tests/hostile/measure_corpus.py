@@ -26,16 +26,25 @@ sys.path.insert(0, str(HERE))
 def _pre_run_check():
     """``check(command, data)`` of the checkout on the path, and the ConfigError class it raises."""
     try:
-        from workbench import training
+        from workbench import RunLog, training
         from workbench.registry import ConfigError
 
-        return training.prepare, ConfigError
+        log = RunLog(Path(tempfile.mkdtemp(prefix="corpus-log-")) / "runs.db")
+
+        def check(command, data, needs_log=False):
+            prepared = training.prepare(command, data)
+            if needs_log:  # a command naming another run (init_from) is checked when its run is created
+                run = training.create_run(log, prepared)
+                raise AssertionError(f"run {run.id} was created")
+            return prepared
+
+        return check, ConfigError
     except ImportError:
         from workbench import jobs
         from workbench.config import ConfigError
         from workbench.learners import fewshot
 
-        def old(command, data):
+        def old(command, data, needs_log=False):
             d = jobs.command_dict(command)
             if isinstance(d, dict) and d.get("kind", "baseline") in jobs.FEWSHOT_KINDS:
                 return fewshot.parse_command(d)
@@ -72,7 +81,7 @@ def main() -> None:
         data = None if isinstance(case.command, dict) and "data" in case.command else folders[case.base]
         t0 = time.perf_counter()
         try:
-            check(case.command, data)
+            check(case.command, data, case.needs_log)
             outcome, detail = "accepted", ""
         except config_error as exc:
             paths = [getattr(p, "path", "") for p in getattr(exc, "problems", [exc])]

@@ -52,7 +52,10 @@ def test_malformed_command_is_refused_naming_the_field_before_any_run(case, fold
     data = _data(case, folders)
     t0 = time.perf_counter()
     with pytest.raises(ConfigError) as info:  # the pre-run check alone: nothing can start if it lets one by
-        training.prepare(case.command, data)
+        if case.needs_log:  # it names another run: checked when its run would be created
+            training.create_run(log, training.prepare(case.command, data))
+        else:
+            training.prepare(case.command, data)
     seconds = time.perf_counter() - t0
     paths = [p.path for p in info.value.problems]
     assert case.path in paths, f"expected a problem at {case.path!r}, got {paths}: {info.value}"

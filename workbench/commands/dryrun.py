@@ -22,6 +22,7 @@ import warnings
 from typing import Any
 
 from ..registry import Component, ConfigError, unknown_name
+from .runner_options import checkable
 
 #: Precisions under which Lightning converts input batches to the model's dtype.
 _CONVERTING_PRECISIONS = ("64-true", "64", "16-true", "bf16-true", "transformer-engine")
@@ -58,8 +59,8 @@ def problems(cmd: Any, n_labels: int) -> list[ConfigError]:
     evals = attempt(check_transforms, cmd, "eval_transforms")
     default = ((cmd.channels, *cmd.image_hw), torch.uint8)
     attempt(check_model, cmd, n_labels, train or default, evals or train or default)
-    opt = attempt(registry.build_component, cmd.optimizer, registry.optimizers(), "optimizer", "optimizer",
-                  [torch.nn.Parameter(torch.zeros(2))])
+    opt = attempt(registry.build_component, checkable(cmd.optimizer), registry.optimizers(), "optimizer",
+                  "optimizer", [torch.nn.Parameter(torch.zeros(2))])  # (lr "find": a typical lr stands in)
     if cmd.scheduler is not None and opt is not None:
         sched = attempt(registry.build_component, cmd.scheduler, registry.schedulers(), "scheduler", "scheduler", opt)
         if sched is not None:

@@ -11,6 +11,7 @@ from typing import Any, Sequence
 
 import ipywidgets as W
 
+from ..provenance import lineage_text, lr_find_text, resume_text
 from ..runlog.records import RunRecord
 from ..runlog import STATUSES
 from . import plots
@@ -105,6 +106,8 @@ class RunsPanel:
                                   f" {html.escape(str(r.get('status')))}"
                                   + (f" <span style='color:#b00'>{html.escape(str(r['error']))}</span>"
                                      if r.get("error") else "")
+                                  + "".join(f"<div class='wb-lineage'>{html.escape(t)}</div>"
+                                            for t in (lineage_text(r), resume_text(r), lr_find_text(r)) if t)
                                   + f"<pre>config: {html.escape(json.dumps(r.get('config'), indent=1))}</pre>"
                                   f"<pre>summary: {html.escape(json.dumps(short, indent=1, default=str))}</pre>")
         else:
