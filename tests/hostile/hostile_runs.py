@@ -18,7 +18,7 @@ class Payload:
         return builtins.open, (self.marker, "w")
 
 
-def clone(trained, kind: str, home: Path):
+def clone(trained, kind: str, home: Path, status: str = "trained"):
     """A copy of the trained ``kind`` run in a new run log under ``home``: ``(log, run id, run folder)``."""
     from workbench import RunLog
 
@@ -32,7 +32,7 @@ def clone(trained, kind: str, home: Path):
             shutil.copytree(item, run.dir / item.name)
         elif item.suffix in (".json", ".ckpt", ".pt"):
             shutil.copy2(item, run.dir / item.name)
-    run.finish("trained", summary=rec.get("summary") or {}, artifacts=rec.get("artifacts") or {})
+    run.finish(status, summary=rec.get("summary") or {}, artifacts=rec.get("artifacts") or {})
     return log, run.id, Path(log.get(run.id, metrics=False)["dir"])
 
 

@@ -161,3 +161,21 @@ def test_the_runs_panel_shows_hostile_runs_without_opening_their_files(trained, 
     assert not marker.exists()
     assert "<script>" not in panel.table.value and "<script>" not in panel.details.value
     assert "&lt;script&gt;" in panel.details.value
+
+
+def test_a_poisoned_run_can_be_neither_resumed_nor_started_from(trained, folders, tmp_path):
+    """Issue 15's ways of reading another run's checkpoint: ``jobs.resume`` (a stopped run) and
+    ``init_from`` (a parent run). Neither runs the payload, and neither leaves a changed record."""
+    from workbench import jobs, training
+
+    log, rid, folder = clone(trained, "baseline", tmp_path / "home", status="stopped")
+    marker = tmp_path / "PWNED"
+    assert poison(folder, marker) >= 1
+    with pytest.raises(ValueError, match=r"pickled objects \(io\.open\)"):
+        training.resume_training(rid, log=log)
+    res = jobs.resume(rid, log=log).wait(60)  # the background job: the same refusal, the record unchanged
+    assert "pickled objects" in res["error"] and log.get(rid, metrics=False)["status"] == "stopped"
+    n = len(log.runs())
+    with pytest.raises(ValueError, match=r"pickled objects \(io\.open\)"):
+        jobs.start_training({**BASELINE, "init_from": rid}, data=str(folders["baseline"]), log=log)
+    assert len(log.runs()) == n and not marker.exists()
