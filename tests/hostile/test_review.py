@@ -174,3 +174,19 @@ def test_caches_never_write_through_a_link_planted_under_a_temp_name(folders, tm
     glyphs.load_glyphs(**key)
     assert victim.read_text() == "precious"
     assert np.load(path).shape == dm.cache.array.shape and gpath.is_file()
+
+
+def test_a_linked_manifest_is_not_read_for_duplicate_groups(folders, tmp_path):
+    """A dataset folder whose manifest.jsonl links to /dev/zero (endless) or to someone's file:
+    training reads no groups from it instead of reading forever."""
+    from workbench.data.folders import read_groups
+
+    data = tmp_path / "data"
+    shutil.copytree(folders["baseline"], data)
+    (data / "manifest.jsonl").symlink_to("/dev/zero")
+    assert read_groups(data) == {}
+    outside = tmp_path / "rows.jsonl"
+    outside.write_text(json.dumps({"path": "circle/000.png", "dup_group": "g"}) + "\n")
+    (data / "manifest.jsonl").unlink()
+    (data / "manifest.jsonl").symlink_to(outside)
+    assert read_groups(data) == {}
