@@ -264,6 +264,8 @@ CASES: list[Case] = [
     Case("num-workers-negative", b({"num_workers": -1}), "num_workers"),
     Case("num-workers-float", b({"num_workers": 2.5}), "num_workers"),
     Case("threads-zero", b({"threads": 0}), "threads"),
+    Case("threads-100000", b({"threads": 100_000}), "threads"),
+    Case("fs-threads-more-than-cores", f({"threads": TOO_MANY}), "threads", "fewshot"),
     # -- sizes and memory ----------------------------------------------------------------------
     Case("image-size-100000", b({"image_size": 100_000}), "image_size"),
     Case("image-size-hw-100000", b({"image_size": [100_000, 2]}), "image_size"),

@@ -125,7 +125,7 @@ class TrainingCommand(Command):
         """:meth:`validate` with the class count of the data folder when it exists (else 2), and
         against this machine."""
         from ..data.folders import scan_folder
-        from .machine import check_trainer
+        from .machine import check_threads, check_trainer
 
         root = data if data is not None else self.data
         n = None
@@ -133,6 +133,7 @@ class TrainingCommand(Command):
             n = len(scan_folder(root, self.labels, self.label_map)[0])
         self.validate(n)
         check_trainer(self.trainer)
+        check_threads(self.threads)
         return self
 
     def fit_machine(self) -> dict[str, Any]:

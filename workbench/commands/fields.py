@@ -221,10 +221,11 @@ class Command(Strict):
     def check(self, data: Any = None) -> "Command":
         """:meth:`validate` against the data when it can be looked at cheaply, and against this
         machine (:func:`.machine.check_trainer`); returns ``self``."""
-        from .machine import check_trainer
+        from .machine import check_threads, check_trainer
 
         self.validate()
         check_trainer(self.trainer)
+        check_threads(self.threads)
         return self
 
     def fit_machine(self) -> dict[str, Any]:
@@ -234,9 +235,10 @@ class Command(Strict):
         cores, an uninstalled strategy or precision plugin); returns the record's ``adjusted``
         field (``{field: {"asked", "used", "why"}}``, empty when nothing changed).
         """
-        from .machine import check_trainer
+        from .machine import check_threads, check_trainer
 
         check_trainer(self.trainer)
+        check_threads(self.threads)
         return {}
 
     def problems(self, n_labels: int | None = None) -> list[str]:

@@ -10,7 +10,8 @@ that for a command's ``trainer`` options:
   on a GPU) — by building the ``pl.Trainer`` they describe once (≈15 ms, nothing launched);
 - no more processes than the machine has: ``devices`` ≤ usable cores on the CPU (each CPU
   "device" is a process) and ≤ the GPU count; ``num_nodes`` > 1 only inside a multi-node launch
-  (otherwise Lightning waits for nodes that never come).
+  (otherwise Lightning waits for nodes that never come); :func:`check_threads`: a command's
+  ``threads`` at most the usable cores.
 
 :func:`clamp_workers` caps DataLoader workers at the usable cores (a warning, and the record's
 ``adjusted`` field says what was asked and what was used: workers do not change results).
@@ -195,6 +196,15 @@ def _trainer_error(kwargs: dict[str, Any]) -> str | None:
     except Exception as exc:
         return why(exc)
     return None
+
+
+def check_threads(threads: int | None, path: str = "threads") -> None:
+    """A job's intra-op thread count is at most the usable cores (``threads: 100000`` would have
+    OpenMP start that many threads; beyond the cores they only stall each other)."""
+    have = usable_cpus()
+    if threads is not None and threads > have:
+        raise ConfigError(path, f"{threads} intra-op threads asked for; this machine has {have} usable CPU cores",
+                          threads, list(range(1, have + 1)))
 
 
 def clamp_workers(asked: int) -> tuple[int, dict[str, Any] | None]:
