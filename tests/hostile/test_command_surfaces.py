@@ -94,3 +94,27 @@ def test_num_workers_beyond_the_cores_is_capped_and_the_record_says_so(folders, 
     assert rec["adjusted"] == {"num_workers": {"asked": 64, "used": have, "why": f"this machine has {have} usable"
                                                                                  " CPU cores"}}
     assert any("num_workers 64" in str(w.message) for w in caught)
+
+
+@pytest.mark.parametrize("what", ["dev-zero", "folder", "fifo", "too-big", "missing"])
+@pytest.mark.parametrize("reader", ["parse", "Command.load"])
+def test_a_command_file_that_is_not_a_small_regular_file_is_refused_unread(what, reader, tmp_path):
+    """``train --config /dev/zero`` (or a FIFO nobody writes to) must not read forever or block:
+    only a regular file is read, and at most 1 MiB + 1 byte of it (``Command.load`` read it whole)."""
+    from workbench.commands import parse
+    from workbench.commands.baseline import TrainingCommand
+    from workbench.registry import ConfigError
+
+    path = {"dev-zero": "/dev/zero", "folder": str(tmp_path), "fifo": str(tmp_path / "cmd.json"),
+            "too-big": str(tmp_path / "big.json"), "missing": str(tmp_path / "gone.json")}[what]
+    if what == "fifo":
+        os.mkfifo(path)
+    if what == "too-big":
+        with open(path, "w") as f:
+            f.write('{"name": "' + "x" * (2 << 20) + '"}')
+    load = parse if reader == "parse" else TrainingCommand.load
+    with pytest.raises(ConfigError) as err:
+        load(path)
+    assert str(err.value.problems[0].value) == path or path in str(err.value)
+    assert {"dev-zero": "not a regular file", "folder": "not a regular file", "fifo": "not a regular file",
+            "too-big": "at most", "missing": "no command file"}[what] in str(err.value)

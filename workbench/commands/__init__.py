@@ -22,7 +22,7 @@ from ..registry import ConfigError, close_matches, show
 from .baseline import MONITORS, EarlyStopping, TrainingCommand
 from .fewshot import TRAITS, FewShotCommand
 from .fields import Command, Split, TrainerOptions
-from .limits import MAX_BYTES, MAX_STRING, plain, read_json
+from .limits import MAX_STRING, plain, read_command_file, read_json
 
 #: kind → command family. The one dispatch on ``kind``.
 FAMILIES: dict[str, type[Command]] = {"baseline": TrainingCommand, **{k: FewShotCommand for k in TRAITS}}
@@ -47,20 +47,9 @@ def command_dict(command: Command | Mapping[str, Any] | str | Path) -> dict[str,
         if text.startswith(("{", "[")) or len(text) > MAX_STRING:  # JSON text (an editor's), not a file name
             return _object(read_json(text))
         p = Path(command).expanduser()
-        if not p.is_file():
-            if isinstance(command, str) and _json_scalar(text):
-                return _object(read_json(text))
-            raise ConfigError("", f"no command file {str(p)!r}", str(p))
-        size = p.stat().st_size
-        if size > MAX_BYTES:
-            raise ConfigError("", f"{p}: {size:,} bytes; a training command is at most {MAX_BYTES:,}", str(p))
-        try:
-            return _object(read_json(p.read_text(encoding="utf-8")))
-        except UnicodeDecodeError as exc:
-            raise ConfigError("", f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start})", str(p)) from None
-        except ConfigError as exc:
-            raise ConfigError.collect([ConfigError(e.path, f"{p}: {e.reason}" if not e.path else e.reason, e.value,
-                                                   e.allowed, e.suggestions) for e in exc.problems]) from None
+        if not p.exists() and isinstance(command, str) and _json_scalar(text):
+            return _object(read_json(text))
+        return _object(read_command_file(p))
     raise ConfigError("", f"a training command is a dict, a command or a JSON file, got {type(command).__name__}",
                       type(command).__name__)
 

@@ -16,7 +16,7 @@ from pydantic import BeforeValidator, Field, ValidationError, WithJsonSchema, mo
 
 from ..pilops import MAX_PIL_SIDE
 from ..registry import ConfigError, Strict, close_matches, from_validation_error, show
-from .limits import plain, read_json
+from .limits import plain, read_command_file, read_json
 from .runner_options import CheckpointEvery, InitFromField, LoggerList, LrFindField
 
 PRECISIONS = ("32-true", "32", "16", "bf16", "16-mixed", "bf16-mixed", "bf16-true", "16-true", "64-true", "64",
@@ -194,8 +194,8 @@ class Command(Strict):
 
     @classmethod
     def load(cls, path: str | Path) -> "Command":
-        """Read a command from a JSON file."""
-        return cls.from_json(Path(path).read_text(encoding="utf-8"))
+        """Read a command from a JSON file (bounded: see :func:`~.limits.read_command_file`)."""
+        return cls.from_dict(read_command_file(path))
 
     def to_json(self, indent: int | None = 1) -> str:
         return json.dumps(self.to_dict(), indent=indent)

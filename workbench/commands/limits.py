@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import stat
+from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from ..registry import ConfigError, join_path, show
@@ -64,6 +67,34 @@ def read_json(text: str) -> Any:
         raise ConfigError("", f"not a usable JSON value: {exc}", text[:80]) from None
     check_plain(value)
     return value
+
+
+def read_command_file(path: str | Path) -> Any:
+    """The JSON value in a command file, read at most :data:`MAX_BYTES` + 1 bytes.
+
+    A path that is not a regular file (a folder, ``/dev/zero``, a FIFO) is refused before it is
+    read; the size is checked on what was read, not on ``stat`` (a file that grows meanwhile, a
+    ``/proc`` file that says 0 bytes).
+    """
+    p = Path(path).expanduser()
+    try:
+        st = p.stat()
+    except OSError:
+        raise ConfigError("", f"no command file {str(p)!r}", str(p)) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ConfigError("", f"{str(p)!r} is not a regular file (a training command is a JSON file)", str(p))
+    with open(p, "rb", opener=lambda f, flags: os.open(f, flags | os.O_NONBLOCK)) as fh:
+        data = fh.read(MAX_BYTES + 1)
+    if len(data) > MAX_BYTES:
+        raise ConfigError("", f"{p}: more than {MAX_BYTES:,} bytes; a training command is at most {MAX_BYTES:,}",
+                          str(p))
+    try:
+        return read_json(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError("", f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start})", str(p)) from None
+    except ConfigError as exc:
+        raise ConfigError.collect([ConfigError(e.path, f"{p}: {e.reason}" if not e.path else e.reason, e.value,
+                                               e.allowed, e.suggestions) for e in exc.problems]) from None
 
 
 def _walk(value: Any) -> Iterator[tuple[tuple[Any, ...], Any]]:
