@@ -10,6 +10,7 @@ test RUN`` (CLI and API), ``predict()``, few-shot ``adapt()`` / ``evaluate()`` /
 from __future__ import annotations
 
 import importlib
+import io
 import os
 import shutil
 import subprocess
@@ -145,6 +146,37 @@ def test_a_torn_or_foreign_checkpoint_is_a_clear_error(trained, folders, tmp_pat
         p.write_text("not a checkpoint")
     for entry in ("test", "predict"):
         with pytest.raises(ValueError, match="not a readable checkpoint"):
+            _open(entry, log, rid, folders)
+    assert log.get(rid, metrics=False)["status"] == "trained"
+
+
+def _deflate(path) -> None:
+    """Rewrite a zip checkpoint with every record deflated (what torch.load happily inflates)."""
+    import zipfile
+
+    src = zipfile.ZipFile(io.BytesIO(path.read_bytes()))
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for info in src.infolist():
+            z.writestr(info.filename, src.read(info.filename), compress_type=zipfile.ZIP_DEFLATED)
+
+
+def test_a_compressed_checkpoint_is_refused_before_it_is_inflated(trained, folders, tmp_path):
+    """torch.save stores records raw; torch.load inflates deflated ones, so a 64 KB file became a
+    64 MB tensor (1 MB → 1 GB): a compressed record is refused before anything is read."""
+    from workbench.nets.weights import CheckpointError, load_checkpoint
+
+    bomb = tmp_path / "bomb.ckpt"
+    torch.save({"state_dict": {"w": torch.zeros(16 << 20)}}, bomb)
+    _deflate(bomb)
+    assert bomb.stat().st_size < 1 << 20
+    with pytest.raises(CheckpointError, match=r"is compressed \(.* that inflate to 67,108,864\)"):
+        load_checkpoint(bomb)
+
+    log, rid, folder = clone(trained, "baseline", tmp_path / "home")
+    for p in folder.rglob("*.ckpt"):
+        _deflate(p)
+    for entry in ("test", "predict"):
+        with pytest.raises(ValueError, match="is compressed"):
             _open(entry, log, rid, folders)
     assert log.get(rid, metrics=False)["status"] == "trained"
 
