@@ -130,10 +130,11 @@ def test_a_dataset_manifest_never_names_files_outside_its_folder(fname, tmp_path
         miniimagenet_source(root, image_size=8)
 
 
-@pytest.mark.parametrize("damage", ("torn", "poisoned"))
+@pytest.mark.parametrize("damage", ("torn", "poisoned", "bomb"))
 def test_a_damaged_glyph_cache_is_regenerated(damage):
     """The glyph benchmark's cache file torn (a foreign or half-copied file) or holding other pixels
-    under the right fingerprint: the benchmark is regenerated, never failed on or trained on."""
+    under the right fingerprint, or a decompression bomb (64 MB of zeros in 70 KB): the benchmark is
+    regenerated, never failed on, trained on or inflated."""
     from workbench.data import glyphs
 
     key = dict(alphabets=["Latin"], max_per_alphabet=2)
@@ -142,6 +143,25 @@ def test_a_damaged_glyph_cache_is_regenerated(damage):
     assert path.is_file()
     if damage == "torn":
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif damage == "bomb":  # 64 MB of zeros under 70 KB: np.load would inflate all of it
+        import zipfile
+
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z, z.open("images.npy", "w") as f:
+            np.lib.format.write_array_header_1_0(f, {"descr": "|u1", "fortran_order": False, "shape": (64 << 20,)})
+            for _ in range(64):
+                f.write(bytes(1 << 20))
+        assert path.stat().st_size < 1 << 20
+        import tracemalloc
+
+        tracemalloc.start()
+        try:
+            again = glyphs.load_glyphs(**key)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 16 << 20, f"{peak:,} bytes allocated: the bomb was inflated"  # numpy reports to tracemalloc
+        assert (again.images == good.images).all()
+        return
     else:
         np.savez_compressed(path, images=np.zeros_like(good.images), classes=np.array(good.classes),
                             alphabets=np.array(good.alphabets), chars=np.array(good.chars),

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import unicodedata
+import zipfile
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -367,6 +368,17 @@ def _cache_path(seed: int, alphabets: Sequence[str] | None, max_per_alphabet: in
     return d / f"glyphs-v{GENERATOR_VERSION}-seed{seed}-{h}.npz"
 
 
+def _plausible_npz(path: Path) -> bool:
+    """Whether a cache file inflates to a plausible size: glyph pixels compress about 4x, a
+    decompression bomb (a shared cache is anyone's) about 1000x; a torn file is for np.load to find."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            inflated = sum(i.file_size for i in z.infolist())
+    except (OSError, zipfile.BadZipFile):
+        return True
+    return inflated <= 64 * path.stat().st_size + (1 << 20)
+
+
 def load_glyphs(seed: int = 0, alphabets: Sequence[str] | None = None, max_per_alphabet: int | None = None,
                 instances: int = INSTANCES, cache: bool = True) -> Glyphs:
     """The glyph benchmark, generated once and then read from the cache.
@@ -379,7 +391,7 @@ def load_glyphs(seed: int = 0, alphabets: Sequence[str] | None = None, max_per_a
         cache: read/write ``cache_dir()/glyphs``.
     """
     path = _cache_path(seed, alphabets, max_per_alphabet, instances)
-    if cache and path.is_file():
+    if cache and path.is_file() and _plausible_npz(path):
         try:
             z = np.load(path, allow_pickle=False)
             images = z["images"]
