@@ -13,7 +13,7 @@ _PANELS = {
     "RunsPanel": "workbench.widgets.runs",
     "ComparePanel": "workbench.widgets.compare",
     "ImportancePanel": "workbench.widgets.compare",
-    "RecommendPanel": "workbench.widgets.compare",
+    "RecommendPanel": "workbench.widgets.recommend",
 }
 
 __all__ = list(_PANELS)
