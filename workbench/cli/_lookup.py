@@ -1,0 +1,106 @@
+"""Naming runs on the command line, and reading the run log without creating it.
+
+Shared by ``runs``, ``runs compare`` and ``test``: a run is named by its id, a unique id prefix
+(the timestamp) or suffix (the random tail), or its name; an ambiguous reference is an error
+listing the candidates.
+"""
+from __future__ import annotations
+
+import difflib
+import sys
+from pathlib import Path
+from typing import Any, Iterable
+
+from ..runlog import RunLog
+
+
+def open_log(db: str | None, *, must_exist: bool = True, ref: str | None = None) -> RunLog | None:
+    """The run log to *read*: ``None`` (or an error, with ``must_exist``) when there is none yet.
+
+    ``RunLog(path)`` creates its folder and file; a read must not, so a missing one is said
+    instead (``runs list --db /tmp/nope/runs.json`` used to create ``/tmp/nope``). ``ref``: the
+    run the caller looks for, named in the error.
+    """
+    from .. import paths
+
+    if db and "://" in db:  # a database URL: nothing on this disk to create
+        return RunLog(db)
+    path = Path(db).expanduser() if db else paths.runlog_path()
+    if path.exists():
+        return RunLog(path)
+    if must_exist:
+        where = f"no run log at {path} yet" + ("" if path.parent.is_dir() else f" (no folder {path.parent})")
+        raise LookupError(f"no run with id or name {ref!r}: {where}" if ref else where)
+    return None
+
+
+def describe(rec: dict) -> str:
+    return (f"{rec['id']}  {str(rec.get('name', ''))[:40]}  {rec.get('status', '')}  "
+            f"{str(rec.get('created_at', ''))[:19].replace('T', ' ')}")
+
+
+def ambiguous(what: str, recs: list[dict]) -> LookupError:
+    """An error naming every candidate (newest first) and how to pick one."""
+    recs = sorted(recs, key=lambda r: r.get("created_at", ""), reverse=True)
+    lines = [f"{what} matches {len(recs)} runs; give one of these ids (or a longer part of one):"]
+    lines += [f"  {describe(r)}" for r in recs[:10]]
+    if len(recs) > 10:
+        lines.append(f"  … and {len(recs) - 10} more (python -m workbench runs list)")
+    err = LookupError("\n".join(lines))
+    err.problems = lines  # type: ignore[attr-defined]  # the CLI prints every line
+    return err
+
+
+def resolve(log: RunLog, ref: str) -> str:
+    """The id of the run ``ref`` names: an id, a unique id prefix, a unique id suffix, or a name.
+
+    A name or id part that matches several runs is an error listing them (a duplicate name no
+    longer silently picks the newest); a name that matches nothing suggests close ones.
+    """
+    recs = log.runs()
+    if any(r["id"] == ref for r in recs):
+        return ref
+    for how, hits in (("id prefix", [r for r in recs if r["id"].startswith(ref)]),
+                      ("id suffix", [r for r in recs if r["id"].endswith(ref)])):
+        if len(hits) == 1:
+            return hits[0]["id"]
+        if len(hits) > 1:
+            raise ambiguous(f"{how} {ref!r}", hits)
+    named = [r for r in recs if r.get("name") == ref]
+    if len(named) == 1:
+        return named[0]["id"]
+    if len(named) > 1:
+        raise ambiguous(f"name {ref!r}", named)
+    close = difflib.get_close_matches(ref, sorted({str(r.get("name", "")) for r in recs}), n=3, cutoff=0.6)
+    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    raise LookupError(f"no run with id or name {ref!r} in {log.path}{hint}")
+
+
+def check_choice(value: str | None, allowed: Iterable[str], option: str) -> None:
+    """An unknown ``--status`` / ``--kind`` is an error naming the allowed values and a close match."""
+    allowed = sorted(set(allowed))
+    if value is None or value in allowed:
+        return
+    close = difflib.get_close_matches(value, allowed, n=1, cutoff=0.5)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise ValueError(f"{option} {value!r} is not one of {', '.join(allowed)}{hint}")
+
+
+def confirm(question: str) -> bool:
+    """Ask y/N on the terminal (stdin); end of input counts as no."""
+    print(question + " [y/N] ", end="", file=sys.stderr, flush=True)
+    try:
+        answer = sys.stdin.readline()
+    except (OSError, ValueError):
+        return False
+    return answer.strip().lower() in ("y", "yes")
+
+
+def resolve_all(log: RunLog, refs: Iterable[str]) -> list[str]:
+    """:func:`resolve` for each reference (``runs compare``)."""
+    return [resolve(log, r) for r in refs]
+
+
+def record_label(rec: dict[str, Any]) -> str:
+    """How a run is named in tables: its name, or its id when it has none."""
+    return str(rec.get("name") or rec["id"])
