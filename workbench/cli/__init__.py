@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "workbench.cli.scrape",
     "workbench.cli.train",
     "workbench.cli.meta",
+    "workbench.cli.tune",
 ]
 
 

@@ -5,7 +5,10 @@
 - :func:`task_features` / :func:`recommend` — warm-start a new dataset from the nearest past tasks;
 - :class:`GoneBadDetector` / :class:`GoneBadCallback` / :func:`evaluate_detector` — call a run
   diverged, flat or worse than its sweep's median early, and stop it;
-- :func:`sweep` — variants of a training command into the run log, resumable and stoppable.
+- :func:`sweep` — variants of a training command into the run log, resumable and stoppable;
+- :func:`tune` — an Optuna study over training commands, warm-started from the nearest past tasks
+  and pruned by a model of stored learning curves (:mod:`~workbench.meta.tune`,
+  :mod:`~workbench.meta.warmstart`, :mod:`~workbench.meta.pruning`, :mod:`~workbench.meta.replay`).
 
 Light names are imported here (so ``workbench.meta.compare`` is the function, not the module
 of the same name); Lightning-backed ones (gone-bad) load on first use.
@@ -20,16 +23,22 @@ from .features import task_features
 from .importance import Importance, TooFewRunsWarning, param_importance, plot_importance
 from .recommend import Recommendation, TaskIndex, nearest_tasks, recommend
 from .sweep import Sweep, expand_space, sweep
+from .replay import MetaDataset
+from .space import SearchSpace, default_space
+from .tune import Budget, TuneResult, anytime_curve, pruned_trials, trials_frame, tune
+from .warmstart import warm_start_configs
 
 _LAZY = {
     "GoneBadDetector": "gonebad", "GoneBadCallback": "gonebad", "evaluate_detector": "gonebad",
     "Verdict": "gonebad", "outcome": "gonebad", "label_runs": "gonebad", "train_watched": "gonebad",
+    "LearnedPruner": "pruning", "CurveModel": "pruning",
 }
 
 __all__ = ["compare", "Comparison", "runs_table", "config_diff", "plot_curves", "curves_frame",
            "param_importance", "Importance", "plot_importance", "TooFewRunsWarning", "task_features",
            "recommend", "Recommendation", "TaskIndex", "nearest_tasks", "sweep", "Sweep", "expand_space",
-           *_LAZY]
+           "tune", "TuneResult", "Budget", "anytime_curve", "trials_frame", "pruned_trials", "SearchSpace",
+           "default_space", "warm_start_configs", "MetaDataset", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

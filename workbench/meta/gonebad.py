@@ -1,5 +1,9 @@
 """Runs gone bad: call a run diverged, flat or worse than its sweep's median early, from its loss curve.
 
+Superseded for tuning by :class:`workbench.meta.pruning.LearnedPruner` (trained on stored curves,
+an Optuna pruner; NaN/inf prunes at once): the "worse than median" rule below is Optuna's
+MedianPruner written again. Kept until notebook 04 and ``train_watched`` move over (lead: retire).
+
 Outcomes (what a *finished* run turned out to be, :func:`outcome`):
 
 - ``diverged``: a NaN/inf loss, or the final loss above ``diverge_factor`` × the initial one;

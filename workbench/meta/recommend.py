@@ -159,7 +159,8 @@ class TaskIndex:
         return None
 
 
-def _vectors(feats: Sequence[Mapping[str, Any]]):
+def feature_vectors(feats: Sequence[Mapping[str, Any]]):
+    """Task meta-features as standardised rows (scalars z-scored over ``feats``, plus the embedding)."""
     import numpy as np
 
     S = np.array([[float(f["scalars"].get(k, 0.0)) for k in SCALAR_KEYS] for f in feats])
@@ -182,7 +183,7 @@ def task_distances(new: Mapping[str, Any], tasks: Sequence[Mapping[str, Any]]) -
     """Distances from a task's meta-features to each of ``tasks`` (standardised over them all)."""
     import numpy as np
 
-    V = _vectors([new, *tasks])
+    V = feature_vectors([new, *tasks])
     return [float(d) for d in np.linalg.norm(V[1:] - V[0], axis=1)]
 
 
@@ -194,7 +195,7 @@ def nearest_tasks(new: Mapping[str, Any], index: TaskIndex, k: int = 3) -> list[
         raise ValueError("no past tasks with scored, finished runs in the run log "
                          f"(skipped: {index.skipped or 'none'}); run a sweep first")
     tasks = list(index.tasks.values())
-    V = _vectors([new, *[t.features for t in tasks]])
+    V = feature_vectors([new, *[t.features for t in tasks]])
     nn = NearestNeighbors(n_neighbors=min(max(1, k), len(tasks)), algorithm="brute").fit(V[1:])
     dist, idx = nn.kneighbors(V[:1])
     return [(tasks[int(i)], float(d)) for d, i in zip(dist[0], idx[0])]

@@ -358,18 +358,21 @@ class Manifest:
 
 
 def fingerprint(root: str | os.PathLike) -> dict[str, Any]:
-    """A dataset fingerprint for run records: classes, counts and a hash of the contents.
+    """A dataset fingerprint for run records: the data layer's record plus a hash of the contents.
 
-    Two datasets with the same images under the same labels have the same ``sha256``,
+    The ``fingerprint`` (names, sizes, mtimes) is :func:`workbench.data.folders.describe`'s, so a
+    scrape run and a training run on the same folder carry the same one; ``sha256`` hashes the
+    manifest's image hashes, so two datasets with the same images under the same labels match
     wherever they live.
     """
+    from ..data.folders import describe
+
     root = Path(root)
     rows = load_manifest(root)
     h = hashlib.sha256()
     for folder, sha in sorted((r["folder"], r["sha256"]) for r in rows):
         h.update(f"{folder}/{sha}\n".encode())
-    counts = Counter(r["folder"] for r in rows)
     groups = {r["dup_group"] for r in rows if r.get("dup_group")}
-    return {"root": str(root), "name": root.name, "source": "scrape", "n_images": len(rows),
-            "classes": sorted(counts), "counts": dict(sorted(counts.items())), "sha256": h.hexdigest()[:16],
-            "dup_groups": len(groups)}
+    base = describe(root) if rows else {"root": str(root.resolve()), "name": root.name, "n_images": 0,
+                                        "classes": [], "counts": {}, "fingerprint": None}
+    return {**base, "source": "scrape", "sha256": h.hexdigest()[:16], "dup_groups": len(groups)}

@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from .dataset import load_manifest, load_searches, read_summary
+from .dataset import load_searches, read_summary
 
 TaskLike = str | os.PathLike | Sequence[str]
 
@@ -83,5 +83,10 @@ def text_similarity(a: TaskLike, b: TaskLike) -> float:
 
 
 def dup_groups(root: str | os.PathLike) -> dict[str, str]:
-    """``{path: dup_group}`` for the images of a dataset that belong to a near-duplicate group."""
-    return {r["path"]: r["dup_group"] for r in load_manifest(root) if isinstance(r.get("dup_group"), str)}
+    """``{path: dup_group}`` for the images of a dataset that belong to a near-duplicate group.
+
+    The data layer's reader (:func:`workbench.data.folders.read_groups`), which the seeded split uses.
+    """
+    from ..data.folders import read_groups
+
+    return read_groups(root)

@@ -1,0 +1,78 @@
+"""Reading an Optuna study of training runs: its storage, own trials, anytime curve, pruned runs.
+
+Compute separate from render: each function returns a DataFrame a notebook or panel can plot
+(best-so-far against epochs, a parallel-coordinates plot of the trials, the pruned runs with
+their stop points). Trials tagged ``prior`` (warm-start evidence from other tasks) are left out.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from .. import paths
+
+__all__ = ["study_storage", "own_trials", "trials_frame", "anytime_curve", "pruned_trials"]
+
+
+def study_storage(storage: str | None, name: str):
+    """An Optuna storage: an RDB URL as given, else a journal file (a path, or the default one)."""
+    import optuna
+    from optuna.storages.journal import JournalFileBackend
+
+    if storage and "://" in storage:
+        return optuna.storages.RDBStorage(storage)
+    path = Path(storage).expanduser() if storage else paths.home() / "studies" / f"{name}.journal"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+
+
+def own_trials(study: Any, states: Any = None) -> list:
+    """The study's own trials (warm-start priors left out)."""
+    return [t for t in study.get_trials(deepcopy=False, states=states) if not t.user_attrs.get("prior")]
+
+
+def trials_frame(study: Any):
+    """One row per own trial (priors left out): number, state, params, value, epochs, run id, test accuracy.
+
+    The data of a parallel-coordinates plot of the study.
+    """
+    import pandas as pd
+
+    rows = []
+    for t in own_trials(study):
+        rows.append({"trial": t.number, "state": t.state.name, **t.params, "value": t.value,
+                     "epochs": t.user_attrs.get("epochs", len(t.intermediate_values)),
+                     "run_id": t.user_attrs.get("run_id"), "test_accuracy": t.user_attrs.get("test_accuracy"),
+                     "pruned_at": t.user_attrs.get("pruned_epoch")})
+    return pd.DataFrame(rows)
+
+
+def anytime_curve(study: Any):
+    """Best finished value so far after each own trial, against cumulative epochs trained."""
+    import pandas as pd
+
+    import optuna
+
+    rows, best, spent = [], -math.inf, 0
+    for t in sorted(own_trials(study), key=lambda t: t.number):
+        if t.state not in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED):
+            continue
+        spent += int(t.user_attrs.get("epochs", len(t.intermediate_values)))
+        if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None:
+            best = max(best, t.value)
+        rows.append({"trial": t.number, "epochs": spent, "best": best if best > -math.inf else None,
+                     "state": t.state.name})
+    return pd.DataFrame(rows)
+
+
+def pruned_trials(study: Any):
+    """Pruned trials with their partial curves and the epoch they were stopped at."""
+    import pandas as pd
+
+    import optuna
+
+    rows = [{"trial": t.number, "run_id": t.user_attrs.get("run_id"), "stopped_at": max(t.intermediate_values),
+             "curve": [t.intermediate_values[k] for k in sorted(t.intermediate_values)], **t.params}
+            for t in own_trials(study, (optuna.trial.TrialState.PRUNED,)) if t.intermediate_values]
+    return pd.DataFrame(rows)
