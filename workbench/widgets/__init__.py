@@ -14,6 +14,7 @@ _PANELS = {
     "ComparePanel": "workbench.widgets.compare",
     "ImportancePanel": "workbench.widgets.compare",
     "RecommendPanel": "workbench.widgets.recommend",
+    "TunePanel": "workbench.widgets.tune",
 }
 
 __all__ = list(_PANELS)

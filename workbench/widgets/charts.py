@@ -45,6 +45,8 @@ class Series:
     markers: bool | None = None  # None: markers when there are few points
     hover: list[str] | None = None
     step: bool = False         # a staircase (best-so-far curves)
+    only_markers: bool = False  # points, no line (stop points of many runs in one legend entry)
+    legend: bool = True
 
     def show_markers(self) -> bool:
         return self.markers if self.markers is not None else len(self.x) <= FEW_POINTS
@@ -159,12 +161,13 @@ def clip_spikes(chart: LineChart) -> LineChart:
 def _line_traces(chart: LineChart) -> list[dict]:
     traces = []
     for s in chart.series:
-        mode = "lines+markers" if s.show_markers() else "lines"
+        mode = "markers" if s.only_markers else "lines+markers" if s.show_markers() else "lines"
         t = {"type": "scatter", "name": s.name, "x": list(s.x), "y": list(s.y), "mode": mode,
-             "legendgroup": s.name if not s.faint else None, "showlegend": not s.faint,
+             "legendgroup": s.name if not s.faint else None, "showlegend": s.legend and not s.faint,
              "line": {"color": colour(s.group), "width": 1 if s.faint else 2, "dash": "dash" if s.dash else "solid",
                       "shape": "hv" if s.step else "linear"},
-             "marker": {"size": 6}, "opacity": 0.3 if s.faint else 1.0,
+             "marker": {"size": 11, "symbol": "x", "line": {"width": 1, "color": "#222"}} if s.only_markers
+             else {"size": 6}, "opacity": 0.3 if s.faint else 1.0,
              "hoverinfo": "skip" if s.faint else None,
              "hovertemplate": None if s.faint else
              f"<b>%{{fullData.name}}</b><br>{chart.x_label} %{{x}}<br>%{{y:.4g}}%{{text}}<extra></extra>",
@@ -290,8 +293,10 @@ def draw(chart: Chart, ax: Any) -> Any:
     if isinstance(chart, LineChart):
         for s in chart.series:
             kw = {"color": colour(s.group), "lw": 0.8 if s.faint else 1.6, "alpha": 0.3 if s.faint else 1.0,
-                  "ls": "--" if s.dash else "-", "label": None if s.faint else s.name}
-            if s.show_markers():
+                  "ls": "--" if s.dash else "-", "label": s.name if s.legend and not s.faint else None}
+            if s.only_markers:
+                kw.update(ls="none", marker="x", ms=8, mew=2)
+            elif s.show_markers():
                 kw.update(marker="o", ms=3)
             (ax.step if s.step else ax.plot)(s.x, s.y, **({**kw, "where": "post"} if s.step else kw))
         for m in chart.markers:

@@ -20,7 +20,7 @@ from . import charts
 from .charts import BarChart, Heatmap, LineChart, Marker, Parallel, Series, Shown
 
 __all__ = ["curves", "curves_chart", "confusion", "confusion_chart", "importance_chart", "parallel_chart",
-           "anytime_chart", "stop_point", "live_curves", "Shown"]
+           "anytime_chart", "trial_curves_chart", "stop_point", "live_curves", "Shown"]
 
 
 def stop_point(rec: Mapping[str, Any]) -> tuple[int, str] | None:
@@ -151,6 +151,27 @@ def anytime_chart(curves_by_method: Mapping[str, tuple[Sequence[float], Sequence
     if target is not None and chart.series:
         hi = max(max(s.x) for s in chart.series if s.x)
         chart.series.append(Series("target", [0.0, hi], [target, target], 7, dash=True, markers=False))
+    return chart
+
+
+def trial_curves_chart(rows: Sequence[Mapping[str, Any]], title: str = "", metric: str = "val_accuracy") -> LineChart:
+    """Each trial's per-epoch curve (``{"name", "curve", "pruned"}`` rows): finished trials in blue,
+    pruned ones in grey with an ✕ where the pruner stopped them."""
+    n_pruned = sum(bool(r.get("pruned")) for r in rows)
+    chart = LineChart(title=title or f"{len(rows)} trials, {n_pruned} stopped early by the pruner", x_label="epoch",
+                      y_label=metric, log_switch=False)
+    stops_x, stops_y, stops_text = [], [], []
+    for r in rows:
+        ys = [float(v) for v in r["curve"]]
+        xs = [float(i + 1) for i in range(len(ys))]
+        pruned = bool(r.get("pruned"))
+        chart.series.append(Series(str(r["name"]), xs, ys, 7 if pruned else 0, markers=False, legend=False))
+        if pruned and ys:
+            stops_x.append(xs[-1])
+            stops_y.append(ys[-1])
+            stops_text.append(f"{r['name']} pruned after epoch {len(ys)}")
+    if stops_x:
+        chart.series.append(Series("stopped by the pruner", stops_x, stops_y, 3, only_markers=True, hover=stops_text))
     return chart
 
 
