@@ -11,7 +11,8 @@ from typing import Any
 from .replay import MetaDataset
 from .tune import SHIPPED_METADATASET
 
-__all__ = ["replay_with_and_without_memory", "study_importances", "replay_trials_frame", "replay_trial_curves"]
+__all__ = ["replay_with_and_without_memory", "study_importances", "replay_trials_frame", "replay_trial_curves",
+           "import_replayed"]
 
 
 def replay_with_and_without_memory(task: str, metadataset: Any = None, *, seed: int = 0, budget_epochs: int = 120,
@@ -85,3 +86,24 @@ def replay_trial_curves(result: Any, task: Any) -> list[dict]:
     """The validation curve each replayed trial was read to (``pruned``: where the pruner stopped it)."""
     return [{"name": f"trial {t['number']}", "curve": list(task.curves[t["key"]].val_accuracy[: t["epochs"]]),
              "pruned": t["pruned"], "params": t["params"]} for t in result.trials if t["epochs"]]
+
+
+def import_replayed(records: Any, log: Any, tags: Any = ("replayed",)) -> list[str]:
+    """Copy stored runs (e.g. meta-dataset records) into ``log`` as finished runs, so what reads the
+    run log (the panels, ``runs list``) sees them. Each copy keeps the config, task, dataset,
+    per-step metrics, epochs and summary, is tagged ``replayed`` (plus ``tags``) and names the
+    original in ``replayed_from``. Returns the new ids, in order."""
+    ids = []
+    for rec in records:
+        run = log.start(rec.get("name") or rec["id"], rec.get("kind") or "baseline", rec.get("config") or {},
+                        tags=[*(rec.get("tags") or []), *tags], dataset=rec.get("dataset"), task=rec.get("task"),
+                        replayed_from=rec["id"])
+        for row in rec.get("metrics") or []:
+            row = dict(row)
+            step, epoch = row.pop("step", None), row.pop("epoch", None)
+            row.pop("time", None)
+            run.log_metrics({k: v for k, v in row.items() if isinstance(v, (int, float))}, step=step, epoch=epoch)
+        run.update(epochs=list(rec.get("epochs") or []), durations=rec.get("durations") or {})
+        run.finish("completed", summary=rec.get("summary") or {})
+        ids.append(run.id)
+    return ids

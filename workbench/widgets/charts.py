@@ -346,25 +346,33 @@ def _draw_parallel(chart: Parallel, ax: Any) -> None:
     import numpy as np
     from matplotlib import colormaps
 
-    cols = []
+    cols, ticks = [], []
     for _label, vals in chart.dimensions:
         if all(_finite(v) for v in vals):
             a = np.asarray(vals, dtype=float)
+            lo, hi = (float(a.min()), float(a.max())) if len(a) else (0.0, 0.0)
+            labels = [(0.0, f"{lo:.3g}"), (1.0, f"{hi:.3g}")] if hi > lo else [(0.5, f"{lo:.3g}")]
         else:
             cats = sorted({str(v) for v in vals})
             a = np.asarray([cats.index(str(v)) for v in vals], dtype=float)
+            labels = [(i / (len(cats) - 1) if len(cats) > 1 else 0.5, c) for i, c in enumerate(cats)]
         span = a.max() - a.min() if len(a) else 0
         cols.append((a - a.min()) / span if span else np.full(len(a), 0.5))
+        ticks.append(labels)
     c = np.asarray(chart.colour_values, dtype=float)
     cn = (c - np.nanmin(c)) / (np.nanmax(c) - np.nanmin(c)) if len(c) and np.nanmax(c) > np.nanmin(c) else c * 0
     cmap = colormaps["viridis"]
     xs = range(len(cols))
-    for i in range(len(c)):
-        ax.plot(xs, [col[i] for col in cols], color=cmap(float(cn[i])), alpha=0.7, lw=1)
-    ax.set_xticks(list(xs), [d[0] for d in chart.dimensions], rotation=20, ha="right", fontsize=7)
+    for i in np.argsort(c):  # the best lines drawn last, on top
+        ax.plot(xs, [col[i] for col in cols], color=cmap(float(cn[i])), alpha=0.75, lw=1.2)
+    ax.set_xticks(list(xs), [d[0] for d in chart.dimensions], rotation=15, ha="right", fontsize=7)
     ax.set_yticks([])
-    for x in xs:
+    ax.set_ylim(-0.08, 1.08)
+    for x, labels in zip(xs, ticks):
         ax.axvline(x, color="#444", lw=0.8)
+        for y, text in labels:
+            ax.text(x + 0.03, y, text, fontsize=6.5, va="center", ha="left", color="#222",
+                    bbox={"facecolor": "white", "alpha": 0.7, "pad": 1, "lw": 0})
 
 
 def png(chart: Chart, size: tuple[float, float] | None = None, dpi: int = 90) -> bytes:

@@ -134,8 +134,19 @@ def importance_chart(imp: Any, others: Mapping[str, Mapping[str, float]] | None 
 def parallel_chart(frame: Any, params: Sequence[str], score: str = "score", title: str = "") -> Parallel:
     """Parallel coordinates of a sweep or study: ``frame`` has one row per run, a column per
     parameter and a score column (rows without a score are left out)."""
+    import math as _m
+
     rows = frame[frame[score].notna()] if score in frame else frame.iloc[:0]
-    dims = [(p, rows[p].tolist()) for p in params if p in rows]
+    dims = []
+    for p in params:
+        if p not in rows:
+            continue
+        vals = rows[p].tolist()
+        nums = [v for v in vals if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        if len(nums) == len(vals) and nums and min(nums) > 0 and max(nums) / min(nums) >= 20:
+            dims.append((f"log10 {p}", [_m.log10(v) for v in vals]))  # a learning rate reads on a log axis
+        else:
+            dims.append((p, vals))
     dims.append((score, [float(v) for v in rows[score]]))
     return Parallel(dims, [float(v) for v in rows[score]], score,
                     title=title or f"{len(rows)} runs: parameters → {score}")

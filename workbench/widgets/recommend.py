@@ -52,10 +52,12 @@ class RecommendPanel:
     (Checkbox: also train and test the default command), ``start_button``; outputs ``what``
     (what is recommended), ``evidence`` and ``status`` (HTML), ``result`` (the tested scores).
     ``job`` is the last job handle, ``tested`` the ids of the tested runs. ``kind`` restricts the
-    past runs it learns from (default: baseline training runs).
+    past runs it learns from (default: baseline training runs); ``history`` (records) replaces the
+    run log as the memory it learns from (e.g. the shipped meta-dataset's runs).
     """
 
-    def __init__(self, log: Any = None, data: str = "", kind: str | None = "baseline", poll_s: float = 0.5) -> None:
+    def __init__(self, log: Any = None, data: str = "", kind: str | None = "baseline", poll_s: float = 0.5,
+                 history: Any = None) -> None:
         from .. import paths
         from ..runlog import RunLog
 
@@ -79,6 +81,7 @@ class RecommendPanel:
         self.status = W.HTML()
         self.result = W.HTML()
         self.kind = kind
+        self.history = history
         self.recommendation = None
         self.job = None
         self.tested: dict[str, str] = {}
@@ -101,7 +104,10 @@ class RecommendPanel:
             self.start_button.disabled = True
             return
         try:
-            rec = recommend(Path(path).expanduser(), log=self.log, k=self.k.value, kind=self.kind)
+            from ..meta.recommend import TaskIndex
+
+            index = TaskIndex(runs=self.history, kind=self.kind) if self.history is not None else None
+            rec = recommend(Path(path).expanduser(), log=self.log, k=self.k.value, kind=self.kind, index=index)
         except Exception as exc:
             self.evidence.value = _error(str(exc))
             self.start_button.disabled = True
