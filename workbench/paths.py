@@ -1,18 +1,23 @@
-"""Where the workbench keeps its files.
+"""Where the workbench keeps its files: the one place that reads ``WORKBENCH_HOME`` and ``WORKBENCH_DB``.
 
 Everything lives under one folder, ``WORKBENCH_HOME`` (default ``~/.workbench``):
 
-- ``runs.json``            the run log (TinyDB), one record per run
-- ``runs/<run id>/``       per-run folder: ``metrics.jsonl``, checkpoints, artifacts
+- ``runs.db``              the run log (SQLite), one record per run, per-step metrics included
+- ``runs/<run id>/``       per-run folder: checkpoints, artifacts, job logs
 - ``datasets/``            scraped and generated datasets
 - ``cache/``               decoded-image and benchmark caches
 
-The run log is the only state shared between notebooks, so every path comes from here.
+``WORKBENCH_DB`` points the run log elsewhere: another SQLite file, or a PostgreSQL server
+(``postgresql://user@host/db``) that several machines share. The run log is the only state
+shared between notebooks and processes, so every path comes from here.
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+#: File name of the default run log inside ``WORKBENCH_HOME``.
+RUNLOG_FILE = "runs.db"
 
 
 def home() -> Path:
@@ -23,8 +28,19 @@ def home() -> Path:
 
 
 def runlog_path() -> Path:
-    """Default run-log file: ``$WORKBENCH_HOME/runs.json``."""
-    return home() / "runs.json"
+    """Default run-log file: ``$WORKBENCH_HOME/runs.db``."""
+    return home() / RUNLOG_FILE
+
+
+def runlog_location() -> str | Path:
+    """Where ``RunLog()`` opens: ``$WORKBENCH_DB`` (a path or a ``postgresql://`` URL), else :func:`runlog_path`."""
+    db = os.environ.get("WORKBENCH_DB", "").strip()
+    return db if db else runlog_path()
+
+
+def runs_dir() -> Path:
+    """Per-run folders of a run log that is not a file (a PostgreSQL server): ``$WORKBENCH_HOME/runs``."""
+    return home() / "runs"
 
 
 def datasets_dir() -> Path:

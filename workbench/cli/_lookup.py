@@ -7,6 +7,7 @@ listing the candidates.
 from __future__ import annotations
 
 import difflib
+import os
 import sys
 from pathlib import Path
 from typing import Any, Iterable
@@ -14,22 +15,35 @@ from typing import Any, Iterable
 from ..runlog import RunLog
 
 
+def _stored_at(loc: str) -> list[Path]:
+    """The files a run-log location may be stored in (empty for a database server URL)."""
+    if loc.startswith(("postgresql:", "postgres:")):
+        return []
+    if loc.startswith("tinydb:"):
+        return [Path(loc.split(":", 1)[1]).expanduser()]
+    if loc.startswith("sqlite:"):
+        loc = loc.split(":", 1)[1]
+        loc = loc[2:] if loc.startswith("///") else loc
+    path = Path(loc).expanduser()
+    # RunLog("x/runs.json") opens (or migrates to) x/runs.db, and x/runs.db migrates x/runs.json
+    return [path, path.with_suffix(".db") if path.suffix == ".json" else path.with_suffix(".json")]
+
+
 def open_log(db: str | None, *, must_exist: bool = True, ref: str | None = None) -> RunLog | None:
     """The run log to *read*: ``None`` (or an error, with ``must_exist``) when there is none yet.
 
     ``RunLog(path)`` creates its folder and file; a read must not, so a missing one is said
-    instead (``runs list --db /tmp/nope/runs.json`` used to create ``/tmp/nope``). ``ref``: the
+    instead (``runs list --db /tmp/nope/runs.db`` used to create ``/tmp/nope``). ``ref``: the
     run the caller looks for, named in the error.
     """
     from .. import paths
 
-    if db and "://" in db:  # a database URL: nothing on this disk to create
-        return RunLog(db)
-    path = Path(db).expanduser() if db else paths.runlog_path()
-    if path.exists():
-        return RunLog(path)
+    loc = os.fspath(db) if db else os.fspath(paths.runlog_location())
+    files = _stored_at(loc)
+    if not files or any(f.exists() for f in files):
+        return RunLog(loc)
     if must_exist:
-        where = f"no run log at {path} yet" + ("" if path.parent.is_dir() else f" (no folder {path.parent})")
+        where = f"no run log at {loc} yet" + ("" if files[0].parent.is_dir() else f" (no folder {files[0].parent})")
         raise LookupError(f"no run with id or name {ref!r}: {where}" if ref else where)
     return None
 

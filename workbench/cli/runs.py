@@ -1,4 +1,4 @@
-"""``python -m workbench runs list|show|rm``: read and tidy the run log.
+"""``python -m workbench runs list|show|rm|export|import``: read, tidy and move the run log.
 
 Runs are named on the command line by id, a unique id prefix (the timestamp) or suffix (the
 random tail), or a name; an ambiguous reference is an error listing the candidates. Reads never
@@ -10,19 +10,20 @@ import argparse
 import json
 import sys
 
-from ..records import RunView
-from ..runlog import STATUSES
+from ..runlog import STATUSES, RunLog
+from ..runlog.records import RunRecord
 from ._lookup import check_choice, confirm, describe, open_log, resolve
 from .meta import register_compare
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("runs", help="list, show or remove runs in the run log",
-                       description="Read and tidy the run log ($WORKBENCH_HOME/runs.json by default).")
+    p = sub.add_parser("runs", help="list, show, remove, export or import runs",
+                       description="Read, tidy and move the run log ($WORKBENCH_DB, else $WORKBENCH_HOME/runs.db).")
     rs = p.add_subparsers(dest="runs_command", metavar="ACTION")
 
     def db_opt(q: argparse.ArgumentParser) -> None:
-        q.add_argument("--db", metavar="PATH", help="run-log file (default: $WORKBENCH_HOME/runs.json)")
+        q.add_argument("--db", metavar="PATH", help="run-log file or postgresql:// URL"
+                       " (default: $WORKBENCH_DB, else $WORKBENCH_HOME/runs.db)")
 
     q = rs.add_parser("list", help="one line per run")
     db_opt(q)
@@ -44,6 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("id", help="run id, unique id prefix or suffix, or name")
     q.add_argument("-y", "--yes", action="store_true", help="delete without asking")
     q.set_defaults(func=cmd_rm)
+    register_transfer(rs, db_opt)
     register_compare(rs, db_opt)
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
 
@@ -56,7 +58,7 @@ def known_kinds(recs: list[dict]) -> set[str]:
 
 
 def _summary_text(rec: dict) -> str:
-    score = RunView.of(rec).score()
+    score = RunRecord.from_dict(rec).score()
     if score is not None:
         return str(score)  # with the matching CI (few-shot runs: test_ci95)
     last = (rec.get("metrics_summary") or {}).get("train_loss", {}).get("last")
@@ -131,4 +133,39 @@ def cmd_rm(args: argparse.Namespace) -> int:
         return 1
     log.delete(rid)
     print(f"removed {rid}")
+    return 0
+
+
+def register_transfer(rs: argparse._SubParsersAction, db_opt) -> None:
+    """``runs export FILE`` / ``runs import FILE``: JSON lines of records with their metrics."""
+    q = rs.add_parser("export", help="write runs as JSON lines (records + metrics; gzip if FILE ends in .gz)")
+    db_opt(q)
+    q.add_argument("file", metavar="FILE", help="where to write (.jsonl or .jsonl.gz)")
+    q.add_argument("--status", help="only runs with this status")
+    q.add_argument("--kind", help="only runs of this kind")
+    q.add_argument("--name", help="only runs with this name")
+    q.add_argument("--tag", help="only runs with this tag")
+    q.set_defaults(func=cmd_export)
+    q = rs.add_parser("import", help="add the runs of an export file (idempotent by run id)")
+    db_opt(q)
+    q.add_argument("file", metavar="FILE", help="a file written by 'runs export'")
+    q.add_argument("--overwrite", action="store_true",
+                   help="replace stored runs whose content differs (default: refuse and import nothing)")
+    q.set_defaults(func=cmd_import)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    log = RunLog(args.db)
+    ids = None
+    if any(v is not None for v in (args.status, args.kind, args.name, args.tag)):
+        ids = [r["id"] for r in log.find(status=args.status, kind=args.kind, name=args.name, tag=args.tag)]
+    n = log.export(args.file, ids)
+    print(f"exported {n} run{'s' * (n != 1)} to {args.file}")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    res = RunLog(args.db).import_(args.file, overwrite=args.overwrite)
+    print(f"imported {res['added']} new run{'s' * (res['added'] != 1)} from {args.file}"
+          f" ({res['unchanged']} already there, {res['replaced']} replaced)")
     return 0

@@ -10,7 +10,7 @@ import hashlib
 import json
 from typing import Any, Iterable, Mapping
 
-from ..records import SCORE_KEYS, RunView, finite
+from ..runlog.records import SCORE_KEYS, RunRecord, finite
 from ..runlog import RunLog
 
 #: Top-level config keys that say *where*, *who* or *which draw*, not *how*: never hyperparameters.
@@ -108,7 +108,7 @@ def run_score(rec: Mapping[str, Any], key: str | None = None) -> float | None:
 
     With ``key`` only that summary key (or epoch metric: best over epochs) is used.
     """
-    score = RunView.of(rec).score(key)
+    score = RunRecord.from_dict(rec).score(key)
     if score is not None:
         return score.value
     # fall back on per-epoch validation metrics: the best epoch

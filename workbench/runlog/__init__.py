@@ -1,17 +1,20 @@
-"""The run log: every scrape, training, testing and meta-learning run, in one TinyDB file.
+"""The run log: every scrape, training, testing and meta-learning run, in one store.
 
 Public names: :class:`RunLog`, :class:`Run`, :class:`WorkbenchLogger` (imported lazily:
-it pulls in Lightning), the status constants and the errors.
+it pulls in Lightning), :class:`RunRecord` (a typed view of a record), the status
+constants and the errors. Stores: SQLite (default), PostgreSQL (teams), TinyDB (old logs).
 """
 from __future__ import annotations
 
 from typing import Any
 
-from .log import ACTIVE, STATUSES, TERMINAL, TRANSITIONS, Run, RunLog, environment, new_run_id
-from .store import RunLogError, RunLogFileError
+from .env import environment, new_run_id
+from .errors import RunLogError, RunLogFileError
+from .log import Run, RunLog
+from .records import ACTIVE, STATUSES, TERMINAL, TRANSITIONS, RunRecord
 
-__all__ = ["RunLog", "Run", "WorkbenchLogger", "RunLogError", "RunLogFileError", "STATUSES", "ACTIVE",
-           "TERMINAL", "TRANSITIONS", "environment", "new_run_id"]
+__all__ = ["RunLog", "Run", "WorkbenchLogger", "RunRecord", "RunLogError", "RunLogFileError", "STATUSES",
+           "ACTIVE", "TERMINAL", "TRANSITIONS", "environment", "new_run_id"]
 
 
 def __getattr__(name: str) -> Any:

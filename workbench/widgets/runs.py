@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 
 import ipywidgets as W
 
-from ..records import RunView
+from ..runlog.records import RunRecord
 from ..runlog import STATUSES
 from . import plots
 from .train import heading, summary_table
@@ -24,7 +24,7 @@ ALL = "(all)"
 
 
 def _result(rec: dict) -> str:
-    score = RunView.of(rec).score()
+    score = RunRecord.from_dict(rec).score()
     return "" if score is None else str(score)
 
 
@@ -83,7 +83,7 @@ def set_options(select: Any, options: list, value: tuple) -> None:
 
 def scrape_root(rec: Mapping[str, Any]) -> Path | None:
     """The folder of a scraped dataset the record points at (one with a ``manifest.jsonl``)."""
-    root = RunView.of(rec).data_root or (rec.get("config") or {}).get("out")
+    root = RunRecord.from_dict(rec).data_root or (rec.get("config") or {}).get("out")
     if isinstance(root, str) and root and (Path(root).expanduser() / "manifest.jsonl").is_file():
         return Path(root).expanduser()
     return None
@@ -209,7 +209,7 @@ class RunsPanel:
 
 def detail_html(rec: Mapping[str, Any]) -> str:
     """One run as a person reads it: a header line, the summary table, the config table, the dataset."""
-    v = RunView.of(rec)
+    v = RunRecord.from_dict(rec)
     head = (f"<div style='font-size:1.05em'><b>{html.escape(v.name)}</b> <code>{html.escape(v.id)}</code> · "
             f"{html.escape(v.kind)} · <b>{html.escape(v.status)}</b>"
             + (f" · score {html.escape(_result(dict(rec)))}" if _result(dict(rec)) else "") + "</div>")
