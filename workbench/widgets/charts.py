@@ -14,6 +14,7 @@ nbconvert's HTML (``tour --out``) shows the PNG. Both use the same colours.
 from __future__ import annotations
 
 import base64
+import html
 import io
 import json
 import math
@@ -408,7 +409,13 @@ def mimebundle(chart: Chart) -> dict[str, Any]:
 
     fig = json.loads(pio.to_json(go.Figure(figure_dict(chart)), validate=False))
     fig["config"] = {"displaylogo": False, "responsive": True}
-    return {"application/vnd.plotly.v1+json": fig, "image/png": base64.b64encode(png(chart)).decode("ascii"),
+    # The PNG goes in as HTML, not image/png: JupyterLab's plotly renderer shows a bundle's
+    # image/png *instead of* the figure when the output is off screen as it renders (Run All in
+    # a long notebook), and never swaps it back.
+    img = base64.b64encode(png(chart)).decode("ascii")
+    title = html.escape(getattr(chart, "title", "") or type(chart).__name__)
+    return {"application/vnd.plotly.v1+json": fig,
+            "text/html": f'<img alt="{title}" src="data:image/png;base64,{img}"/>',
             "text/plain": f"<{type(chart).__name__}: {getattr(chart, 'title', '')}>"}
 
 

@@ -57,7 +57,8 @@ def curves_chart(runs: Iterable[Any], metric: str | Sequence[str] = "train_loss"
     metrics = [metric] if isinstance(metric, str) else list(metric)
     recs = as_records(runs, log)
     chart = LineChart(title=title if title is not None else " · ".join(metrics), x_label=x,
-                      y_label=metrics[0] if len(metrics) == 1 else "value", log_y=log_y, log_switch=log_switch,
+                      y_label=metrics[0] if len(metrics) == 1 else ("loss" if all("loss" in m for m in metrics)
+                                                                    else "value"), log_y=log_y, log_switch=log_switch,
                       empty_text=f"no {' / '.join(metrics)} logged yet")
     groups: dict[str, int] = {}
     for j, m in enumerate(metrics):

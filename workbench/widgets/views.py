@@ -22,7 +22,7 @@ def figure_widget(chart: charts.Chart | None = None, height: int = 340) -> Any:
     import plotly.graph_objects as go
 
     d = charts.figure_dict(chart or LineChart())
-    d["layout"]["height"] = d["layout"].get("height", height)
+    d["layout"]["height"] = d["layout"].get("height") or height
     return go.FigureWidget(d)
 
 
@@ -30,28 +30,38 @@ class ChartView:
     """A chart in a panel; ``show(chart)`` redraws it in place, ``clear(text)`` empties it.
 
     ``figure`` is the ``go.FigureWidget`` (tests read ``figure.data`` / ``figure.layout``);
-    ``chart`` the last chart shown; ``widget`` what a panel lays out (hidden while ``hidden``).
+    ``chart`` the last chart shown; ``widget`` what a panel lays out. A view made ``hidden`` has
+    no figure until its first :meth:`show`: plotly lays a figure out in its container, and one
+    first drawn in a hidden container has no size (the page then logs "attribute height:
+    Expected length, NaN" errors).
     """
 
     def __init__(self, chart: charts.Chart | None = None, height: int = 340, hidden: bool = False) -> None:
         self.chart = chart
-        self.figure = figure_widget(chart, height)
-        self.figure.layout.height = self.figure.layout.height or height
-        self.widget = W.Box([self.figure], layout=W.Layout(width="100%", display="none" if hidden else ""))
+        self.height = height
+        self.figure = None if hidden else figure_widget(chart, height)
+        self.widget = W.Box([self.figure] if self.figure is not None else [],
+                            layout=W.Layout(width="100%", display="none" if hidden else ""))
         self._lock = threading.RLock()
 
     def show(self, chart: charts.Chart) -> None:
-        """Draw ``chart`` (replacing the previous one) and make the view visible."""
+        """Draw ``chart`` (replacing the previous one) and make the view visible (visible first)."""
         with self._lock:
-            charts.to_plotly(chart, self.figure)
-            self.chart = chart
             self.widget.layout.display = ""
+            if self.figure is None:
+                self.figure = figure_widget(chart, self.height)
+                self.widget.children = [self.figure]
+            else:
+                charts.to_plotly(chart, self.figure)
+            self.chart = chart
 
     def clear(self, text: str = "nothing selected", hide: bool = False) -> None:
-        """Empty the figure, leaving ``text`` in its middle (or hide the view)."""
-        self.show(LineChart(title="", empty_text=text, log_switch=False))
+        """Empty the figure, leaving ``text`` in its middle; or just hide the view (its old content
+        is replaced by the next :meth:`show`)."""
         if hide:
             self.widget.layout.display = "none"
+            return
+        self.show(LineChart(title="", empty_text=text, log_switch=False))
 
 
 class CurvesView:
@@ -68,12 +78,12 @@ class CurvesView:
         style = {"description_width": "initial"}
         self.metric = W.Dropdown(options=list(metrics), value=metrics[0], description="Metric", style=style,
                                  layout=W.Layout(width="230px"))
-        self.x_axis = W.ToggleButtons(options=list(x_options), value=x_options[0], description="x",
-                                      style={**style, "button_width": "52px"})
+        self.x_axis = W.ToggleButtons(options=list(x_options), value=x_options[0], description="x axis",
+                                      style={**style, "button_width": "64px"})
         self.smooth = W.FloatSlider(value=0.0, min=0.0, max=0.95, step=0.05, description="Smoothing", style=style,
                                     continuous_update=False, layout=W.Layout(width="230px"))
-        self.y_scale = W.ToggleButtons(options=["linear", "log"], value="linear", description="y",
-                                       style={**style, "button_width": "52px"}, tooltip="y axis scale")
+        self.y_scale = W.ToggleButtons(options=["linear", "log"], value="linear", description="y axis",
+                                       style={**style, "button_width": "64px"}, tooltip="y axis scale")
         self.title = title
         #: metric → a second metric drawn dashed with it (``train_loss`` → ``val_loss``)
         self.pair = dict(pair or {"train_loss": "val_loss"})
