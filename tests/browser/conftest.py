@@ -351,8 +351,16 @@ class Lab:
 
     @staticmethod
     def y_ticks(plot) -> list[str]:  # noqa: ANN001
-        """The y-axis tick labels a plotly figure shows."""
-        return plot.evaluate("el => Array.from(el.querySelectorAll('.ytick text')).map(t => t.textContent)")
+        """The y-axis tick labels a plotly figure shows, with where they are drawn (a log axis may
+        label 0.5, 1, 2 as a linear one does, but not at the same heights)."""
+        return plot.evaluate("el => Array.from(el.querySelectorAll('.ytick text'))"
+                             ".map(t => t.textContent + '@' + (t.getAttribute('transform') || t.getAttribute('y')))")
+
+    @staticmethod
+    def y_axis_type(plot) -> str:  # noqa: ANN001
+        """The y-axis type the page's plotly figure was drawn with (``linear`` / ``log``)."""
+        return plot.evaluate("el => { const p = el.classList.contains('js-plotly-plot') ? el :"
+                             " el.querySelector('.js-plotly-plot'); return p._fullLayout.yaxis.type }")
 
     @staticmethod
     def trace_names(plot) -> list[str]:  # noqa: ANN001

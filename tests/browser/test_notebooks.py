@@ -199,7 +199,7 @@ def test_02_train_panel_live_curve_stop_and_runs_panel(lab):
     # The interactive plot responds: the log toggle changes the y axis.
     linear = lab.y_ticks(plot)
     train.get_by_role("button", name="log", exact=True).click()
-    wait_for(lambda: lab.y_ticks(plot) != linear and lab.y_ticks(plot), 20, "the y axis to change to log")
+    wait_for(lambda: lab.y_ticks(plot) != linear and lab.y_axis_type(plot) == "log", 20, "the y axis to change to log")
     lab.assert_clean("train panel while training")
     doc_shot(lab, train, "train_panel")
     lab.shot("before_stop")
@@ -282,7 +282,7 @@ def test_04_meta_panels_compare_importance_recommend_tune(lab):
     assert {"nb04-new-default · train_loss", "nb04-new-recommended · train_loss"} <= set(lab.trace_names(plot))
     linear = lab.y_ticks(plot)
     compare.get_by_role("button", name="log", exact=True).click()
-    wait_for(lambda: lab.y_ticks(plot) != linear and lab.y_ticks(plot), 20, "compare's y axis to change to log")
+    wait_for(lambda: lab.y_ticks(plot) != linear and lab.y_axis_type(plot) == "log", 20, "compare's y axis to change to log")
     doc_shot(lab, compare, "compare_panel")
     tag = compare.get_by_placeholder(re.compile("sweep:my-sweep"))
     tag.fill("no-such-tag")
