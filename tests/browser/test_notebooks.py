@@ -25,9 +25,14 @@ DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 def doc_shot(lab, locator, name: str) -> Path:  # noqa: ANN001
     """Screenshot one panel into the test's artifacts (and docs/NAME.png when asked to refresh them)."""
-    locator.scroll_into_view_if_needed()
-    path = lab.artifacts / f"{name}.png"
-    locator.screenshot(path=str(path))
+    size = lab.page.viewport_size
+    lab.page.set_viewport_size({"width": size["width"], "height": 2000})  # a tall panel fits whole
+    try:
+        locator.scroll_into_view_if_needed()
+        path = lab.artifacts / f"{name}.png"
+        locator.screenshot(path=str(path))
+    finally:
+        lab.page.set_viewport_size(size)
     if os.environ.get("WORKBENCH_UPDATE_DOCS_SCREENSHOT"):
         shutil.copy(path, DOCS / f"{name}.png")
     return path

@@ -170,3 +170,13 @@ def test_tour_out_writes_html_with_the_plots(tmp_path):
     assert page.count("data:image/png;base64,") >= 1  # the chart, as its PNG
     assert "open the notebook in JupyterLab" in page and "Button(" not in page
     assert (tmp_path / "html" / "01_plot.ipynb").is_file()
+
+
+def test_recommend_on_an_empty_log_names_the_commands_that_fill_it(tmp_path, capsys):
+    data = _shapes(tmp_path / "shapes")
+    assert main(["recommend", "--data", str(data), "--db", str(tmp_path / "runs.db")]) == 1
+    err = capsys.readouterr().err
+    assert "run a sweep first" in err and "python -m workbench sweep --data DIR --space FILE" in err
+    with pytest.raises(SystemExit) as exc:  # and that command exists
+        main(["sweep", "--help"])
+    assert exc.value.code == 0

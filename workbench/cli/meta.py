@@ -130,7 +130,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_recommend(args: argparse.Namespace) -> int:
     from ..meta.recommend import recommend
 
-    rec = recommend(args.data, log=_log(args.db), k=args.k, kind=args.kind)
+    try:
+        rec = recommend(args.data, log=_log(args.db), k=args.k, kind=args.kind)
+    except ValueError as exc:
+        if "run a sweep first" not in str(exc):
+            raise
+        # say which commands fill the run log with scored past tasks
+        raise ValueError(f"{exc}: python -m workbench sweep --data DIR --space FILE, or python -m workbench tune"
+                         " --data DIR, on a few past datasets") from None
     if args.out:
         with open(args.out, "w", encoding="utf-8") as fh:
             json.dump(rec.command, fh, indent=1)

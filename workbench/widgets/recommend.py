@@ -34,7 +34,9 @@ def recommended_html(command: Mapping[str, Any]) -> str:
     hp = hparams(command)
     defaults = command_defaults(command)
     flat = flatten(command)
-    keys = [k for k in hp if k in ALWAYS or defaults.get(k) != flat.get(k)]
+    # where it trains and how it is split are not the recommendation: leave them out
+    keys = [k for k in hp if k in ALWAYS
+            or (defaults.get(k) != flat.get(k) and not k.startswith(("trainer.", "split.")))]
     rows = "".join(
         f"<tr><td style='padding:1px 10px 1px 0'><code>{html.escape(k)}</code></td>"
         f"<td><b>{html.escape(json.dumps(hp[k], default=str))}</b></td>"
@@ -75,7 +77,7 @@ class RecommendPanel:
         self.editor = W.Accordion(children=[self.command], titles=("Recommended command (JSON, editable)",))
         self.editor.selected_index = None
         self.with_default = W.Checkbox(value=False, description="also train the default command to compare",
-                                       indent=False)
+                                       indent=False, layout=W.Layout(width="auto"))
         self.start_button = W.Button(description="Start", button_style="success", icon="play", disabled=True,
                                      tooltip="Train the command on the dataset, then test it")
         self.status = W.HTML()

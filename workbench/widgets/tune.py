@@ -57,7 +57,7 @@ class TunePanel:
         self.poll_s = poll_s
         style = {"description_width": "initial"}
         tasks = sorted(MetaDataset.load(SHIPPED_METADATASET).tasks) if SHIPPED_METADATASET.is_file() else []
-        self.source = W.ToggleButtons(options=list(SOURCES), style=style, description="Source",
+        self.source = W.ToggleButtons(options=list(SOURCES), style={**style, "button_width": "190px"}, description="Source",
                                       value=source or (SOURCES[0] if paths.quick_mode() else SOURCES[1]))
         self.task = W.Dropdown(options=tasks, value=task if task in tasks else (tasks[0] if tasks else None),
                                description="Task (replayed)", style=style)
