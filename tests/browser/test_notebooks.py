@@ -90,7 +90,7 @@ def test_01_scraping_panel_renders(lab):
     # A user's click on Start in the page reaches the kernel; the panel reruns (resuming: the
     # images are there already) and draws its result again, from its background thread.
     start = panel.get_by_role("button", name=re.compile(r"^\W*Start$"))
-    status = panel.locator(".widget-html").first
+    status = panel.locator(".widget-html").filter(has_text=re.compile(r"\d+ images")).first
     before = status.inner_text()
     start.click()
     deadline = time.monotonic() + 90

@@ -99,3 +99,28 @@ def test_recommend_panel_recommends_and_rejects_a_bad_edit(runlog, synth, tasks)
     assert runlog.get(tested["default"])["status"] == "completed"
     assert p.status.value.startswith("tested: recommended test accuracy") and "default test accuracy" in p.status.value
     assert not p.start_button.disabled
+
+
+def test_tune_panel_replays_with_and_without_memory_and_checks_its_inputs(runlog):
+    from workbench.widgets.tune import TunePanel
+
+    p = TunePanel(runlog, source="replay (stored curves)", task="objects-d")
+    p.budget.value = "ten epochs"
+    assert p.start() is False and "budget" in p.status.value and p.start_button.disabled is False
+    p.budget.value = "20 trials"  # a replay counts epochs
+    assert p.start() is False and "counts epochs" in p.status.value
+    p.source.value = "train (real runs)"
+    p.data.value = ""
+    p.budget.value = "24 epochs"
+    assert p.start() is False and "choose a dataset folder" in p.status.value
+    assert p.data.layout.display == "" and p.task.layout.display == "none"
+    p.source.value = "replay (stored curves)"
+    p.budget.value = "60 epochs"
+    assert p.start() is True
+    results = p.wait(300)
+    assert set(results) == {"with memory", "without memory"}, p.status.value
+    names = {t.name for t in p.curve.figure.data}
+    assert {"with memory", "without memory", "target"} <= names
+    assert p.status.value.startswith("done: with memory: best") and "within 1 point" in p.status.value
+    assert "<b>Best trial</b>" in p.results.value and not p.start_button.disabled and p.stop_button.disabled
+    assert runlog.runs() == []  # a replay trains nothing and writes no run

@@ -16,7 +16,7 @@ import ipywidgets as W
 
 from . import plots
 from .runs import set_options
-from .train import heading
+from .common import heading
 from .views import ChartView, CurvesView
 
 __all__ = ["ComparePanel", "ImportancePanel", "RecommendPanel", "table_html", "diff_html"]

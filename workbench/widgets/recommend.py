@@ -17,7 +17,8 @@ from typing import Any, Mapping
 import ipywidgets as W
 
 from .runs import command_defaults
-from .train import heading, progress, status_text
+from .common import heading
+from .train import progress, status_text
 
 #: Shown in "what it recommends" even when equal to the default.
 ALWAYS = ("optimizer.name", "optimizer.params.lr", "batch_size", "epochs", "model.preset", "model.params.hidden")

@@ -17,7 +17,8 @@ import ipywidgets as W
 from ..runlog.records import RunRecord
 from ..runlog import STATUSES
 from . import plots
-from .train import heading, summary_table
+from .common import heading
+from .train import summary_table
 from .views import ChartView, CurvesView
 
 ALL = "(all)"

@@ -22,6 +22,7 @@ import ipywidgets as W
 from ..commands import Command, parse
 from ..registry import ConfigError
 from . import plots
+from .common import heading
 from .views import ChartView, CurvesView
 
 DEFAULT_COMMAND: dict[str, Any] = {
@@ -35,12 +36,6 @@ DEFAULT_COMMAND: dict[str, Any] = {
 #: Run statuses the Test / Resume buttons apply to.
 TESTABLE = ("trained", "stopped")
 RESUMABLE = ("stopped", "crashed", "failed")
-
-
-def heading(title: str, what: str) -> W.HTML:
-    """A panel's heading: its name and one line on what it is for."""
-    return W.HTML(f"<div style='margin:2px 0 6px'><b style='font-size:1.15em'>{html.escape(title)}</b>"
-                  f"<span style='color:#555'> — {html.escape(what)}</span></div>")
 
 
 def progress(rows: list[dict], epochs: list[dict], planned_epochs: int | None, planned_steps: int | None,

@@ -17,7 +17,7 @@ from typing import Any
 import ipywidgets as W
 
 from . import plots
-from .train import heading
+from .common import heading
 from .views import ChartView
 
 SOURCES = ("replay (stored curves)", "train (real runs)")
