@@ -23,14 +23,21 @@ NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
-def doc_shot(lab, locator, name: str) -> Path:  # noqa: ANN001
+def doc_shot(lab, locator, name: str, tall: bool = True) -> Path:  # noqa: ANN001
     """Screenshot one panel into the test's artifacts (and docs/NAME.png when asked to refresh them)."""
     size = lab.page.viewport_size
-    lab.page.set_viewport_size({"width": size["width"], "height": 2000})  # a tall panel fits whole
+    if tall:  # a tall panel fits whole
+        lab.page.set_viewport_size({"width": size["width"], "height": 2000})
+    path = lab.artifacts / f"{name}.png"
     try:
-        locator.scroll_into_view_if_needed()
-        path = lab.artifacts / f"{name}.png"
-        locator.screenshot(path=str(path))
+        try:
+            locator.scroll_into_view_if_needed(timeout=10_000)
+            locator.screenshot(path=str(path), timeout=10_000)
+        except Exception:  # Playwright can call an output "not visible" while it is drawn: clip the page
+            locator.evaluate("el => el.scrollIntoView()")
+            box = locator.bounding_box()
+            assert box and box["width"] > 10 and box["height"] > 10, f"{name}: nothing to screenshot ({box})"
+            lab.page.screenshot(path=str(path), clip=box)
     finally:
         lab.page.set_viewport_size(size)
     if os.environ.get("WORKBENCH_UPDATE_DOCS_SCREENSHOT"):
@@ -253,8 +260,8 @@ def test_03_fewshot_curves_are_interactive_and_quick_mode_is_truthful(lab):
     assert lab.show_plots() >= 4, f"{lab.plots().count()} plotly figures on the page"
     page_text = lab.notebook.inner_text()
     assert "replayed from benchmarks/results/fewshot_curves_maml.json" in page_text
-    replayed = lab.plots().filter(has_text="meta-val accuracy").filter(has_text="replayed").first
-    doc_shot(lab, replayed, "maml_replayed")
+    replayed = lab.notebook.locator(".jp-RenderedPlotly").filter(has_text="MAML meta-val accuracy").first
+    doc_shot(lab, replayed, "maml_replayed", tall=False)
     print(f"notebook 03: Run All took {ran:.1f} s in the browser")
 
 

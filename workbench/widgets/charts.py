@@ -408,7 +408,7 @@ def mimebundle(chart: Chart) -> dict[str, Any]:
     import plotly.graph_objects as go
 
     fig = json.loads(pio.to_json(go.Figure(figure_dict(chart)), validate=False))
-    fig["config"] = {"displaylogo": False, "responsive": True}
+    fig["config"] = {"displaylogo": False}
     # The PNG goes in as HTML, not image/png: JupyterLab's plotly renderer shows a bundle's
     # image/png *instead of* the figure when the output is off screen as it renders (Run All in
     # a long notebook), and never swaps it back.
