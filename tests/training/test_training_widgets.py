@@ -77,6 +77,25 @@ def test_train_panel_stop_button(shapes_dir, runlog):
     assert not p.test_button.disabled  # a stopped run can be tested
 
 
+def test_train_panel_resume_button_continues_a_stopped_run(shapes_dir, runlog):
+    import time
+
+    p = TrainPanel(data=shapes_dir, command=fast_command(name="panel-resume", epochs=4), log=runlog, poll_s=0.1)
+    assert p.resume_button.disabled
+    p.start_button.click()
+    t0 = time.monotonic()
+    while not any("train_loss" in m for m in p.job.metrics()) and time.monotonic() - t0 < 60:
+        time.sleep(0.05)
+    p.stop_button.click()
+    assert p.wait(60)["status"] == "stopped" and not p.resume_button.disabled
+    rid = p.job.run_id
+    p.resume_button.click()
+    assert p.job.run_id == rid and p.job.job == "resume"  # the same record goes on
+    assert p.wait(120)["status"] == "trained" and p.status.value == "trained"
+    rec = runlog.get(rid)
+    assert rec["summary"]["epochs_completed"] == 4 and rec.get("resumes") and p.resume_button.disabled
+
+
 def test_train_panel_reports_bad_data(tmp_path, runlog):
     p = TrainPanel(data=tmp_path / "missing", command=fast_command(), log=runlog)
     # said before Start, not "✓ command is valid" and then "not started"

@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "workbench.cli.tour",
     "workbench.cli.scrape",
     "workbench.cli.train",
+    "workbench.cli.resume",
     "workbench.cli.meta",
     "workbench.cli.tune",
 ]

@@ -15,7 +15,9 @@ from ..runlog import RunLog
 
 #: Top-level config keys that say *where*, *who* or *which draw*, not *how*: never hyperparameters.
 NON_HPARAM_TOP = ("data", "data_dir", "dataset", "name", "labels", "label_names", "seed", "run_name", "tags",
-                  "description", "notes", "out_dir", "threads")
+                  "description", "notes", "out_dir", "threads",
+                  # how the runner logs and checkpoints, not what it learns (issue 15)
+                  "loggers", "lr_find", "checkpoint_every_s")
 #: Nested keys (last dotted part) that are locations, not choices.
 NON_HPARAM_LEAF = ("data_dir", "root", "out_dir", "dataset_dir")
 

@@ -23,7 +23,7 @@ STATUSES = ("queued", "running", "trained", "testing", "completed", "failed", "s
 #: Statuses of a run whose process should be alive.
 ACTIVE = ("queued", "running", "testing")
 #: Statuses a run never leaves.
-TERMINAL = ("failed", "crashed")
+TERMINAL = ("failed",)
 #: Allowed status transitions (from -> to).
 TRANSITIONS: dict[str, tuple[str, ...]] = {
     "queued": ("running", "failed", "stopped", "crashed"),
@@ -31,9 +31,9 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
     "trained": ("testing", "completed", "failed", "crashed"),
     "testing": ("completed", "trained", "failed", "stopped", "crashed"),
     "completed": ("testing",),
-    "stopped": ("testing",),
+    "stopped": ("testing", "running"),
     "failed": (),
-    "crashed": (),
+    "crashed": ("running",),
 }
 
 #: A run id names a folder under ``runs/``: letters, digits, ``_ . -``, starting with a letter or

@@ -14,6 +14,7 @@ from typing import Any, Mapping, Sequence
 
 import ipywidgets as W
 
+from ..provenance import lineage_text, lr_find_text, resume_text
 from ..runlog.records import RunRecord
 from ..runlog import STATUSES
 from . import plots
@@ -215,6 +216,9 @@ def detail_html(rec: Mapping[str, Any]) -> str:
             f"{html.escape(v.kind)} · <b>{html.escape(v.status)}</b>"
             + (f" · score {html.escape(_result(dict(rec)))}" if _result(dict(rec)) else "") + "</div>")
     err = f"<div style='color:#b00'>error: {html.escape(str(v.error))}</div>" if v.error else ""
+    # where the run came from: initialised from, resumed from, learning rate found (workbench.provenance)
+    err += "".join(f"<div class='wb-lineage'>{html.escape(t)}</div>"
+                   for t in (lineage_text(rec), resume_text(rec), lr_find_text(rec)) if t)
     summary = {k: x for k, x in v.summary.items() if k != "confusion_matrix"}
     parts = [head, err]
     if summary:

@@ -35,7 +35,7 @@ DEFAULT_COMMAND: dict[str, Any] = {
 }
 #: Run statuses the Test / Resume buttons apply to.
 TESTABLE = ("trained", "stopped")
-RESUMABLE = ("stopped", "crashed", "failed")
+RESUMABLE = ("stopped", "crashed")
 
 
 def progress(rows: list[dict], epochs: list[dict], planned_epochs: int | None, planned_steps: int | None,
@@ -241,7 +241,7 @@ class TrainPanel:
             return None
         try:
             self.job = resume(self.job.run_id, log=self.log)
-        except (ValueError, OSError) as exc:
+        except Exception as exc:  # e.g. no checkpoint to resume from: said in the panel, nothing started
             self.message.value = f"<span style='color:#b00'>✗ {html.escape(str(exc))}</span>"
             return None
         self.message.value = f"resumed run {self.job.run_id}"
