@@ -211,7 +211,7 @@ class TrainPanel:
         self._t0 = None
         for b in (self.start_button, self.test_button, self.resume_button):
             b.disabled = True
-        self.stop_button.disabled = self.job.job != "train"
+        self.stop_button.disabled = self.job.job not in ("train", "resume")  # a test runs to its end
         self._poller = threading.Thread(target=self._poll, name="workbench-train-panel", daemon=True)
         self._poller.start()
 
@@ -279,7 +279,7 @@ class TrainPanel:
             self._t0 = time.monotonic() - max(0.0, rows[-1].get("time", 0) - rows[0].get("time", 0))
         elapsed = time.monotonic() - self._t0 if self._t0 is not None else None
         p = progress(rows, epochs, *self._planned, elapsed)
-        if p["fraction"] is not None and job.job == "train":
+        if p["fraction"] is not None and job.job in ("train", "resume"):
             self.bar.value = p["fraction"]
         self.status.value = status_text(rec.get("status", job.status), p)
         if len(rows) != seen and rows:
