@@ -94,6 +94,8 @@ def test_train_panel_resume_button_continues_a_stopped_run(shapes_dir, runlog):
     assert p.wait(120)["status"] == "trained" and p.status.value == "trained"
     rec = runlog.get(rid)
     assert rec["summary"]["epochs_completed"] == 4 and rec.get("resumes") and p.resume_button.disabled
+    job = p.job
+    assert p.resume() is None and p.job is job and "✗" in p.message.value  # a trained run: refused, said
 
 
 def test_train_panel_reports_bad_data(tmp_path, runlog):

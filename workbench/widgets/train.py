@@ -21,6 +21,7 @@ import ipywidgets as W
 
 from ..commands import Command, parse
 from ..registry import ConfigError
+from ..runlog import RunLogError
 from . import plots
 from .common import heading
 from .views import ChartView, CurvesView
@@ -236,12 +237,11 @@ class TrainPanel:
         """Continue the panel's last run from its checkpoint (``workbench.jobs.resume``)."""
         from .. import jobs
 
-        resume = getattr(jobs, "resume", None)
-        if self.job is None or not self.job.done or resume is None:
+        if self.job is None or not self.job.done:
             return None
         try:
-            self.job = resume(self.job.run_id, log=self.log)
-        except Exception as exc:  # e.g. no checkpoint to resume from: said in the panel, nothing started
+            self.job = jobs.resume(self.job.run_id, log=self.log)
+        except (RunLogError, ValueError, OSError) as exc:  # e.g. no checkpoint: said, nothing started
             self.message.value = f"<span style='color:#b00'>✗ {html.escape(str(exc))}</span>"
             return None
         self.message.value = f"resumed run {self.job.run_id}"
@@ -302,9 +302,7 @@ class TrainPanel:
         self.check()
         self.stop_button.disabled = True
         self.test_button.disabled = status not in TESTABLE
-        from .. import jobs
-
-        self.resume_button.disabled = status not in RESUMABLE or not hasattr(jobs, "resume")
+        self.resume_button.disabled = status not in RESUMABLE
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
