@@ -180,3 +180,14 @@ def test_recommend_on_an_empty_log_names_the_commands_that_fill_it(tmp_path, cap
     with pytest.raises(SystemExit) as exc:  # and that command exists
         main(["sweep", "--help"])
     assert exc.value.code == 0
+
+
+def test_the_run_table_keeps_the_end_that_tells_variants_apart(log, capsys):
+    base = "nb04-sweep-quickstart-shapes-baseline-variant"  # the tour and runs list share this table
+    for lr in ("0.01", "0.001"):
+        _run(log, f"{base}/00{len(lr)} lr={lr}")
+    assert main(["runs", "list", "--db", str(log.path)]) == 0
+    lines = capsys.readouterr().out.splitlines()[1:]
+    assert len(lines) == 2 and all("…" in ln for ln in lines)  # long names are cut in the middle
+    assert any("lr=0.01 " in ln for ln in lines) and any("lr=0.001 " in ln for ln in lines)
+    assert all(len(ln.split("  ")[1]) <= 36 for ln in lines)
