@@ -1,8 +1,8 @@
 """The CLI's progress bar: Lightning's tqdm bar on stderr, saying epoch x/y, without ``v_num``.
 
 Long commands (``train``, ``test``) keep stdout for their one result line: everything Lightning
-draws goes to stderr (:func:`to_stderr`), and the training bar reads ``epoch 3/8`` (or
-``step 120/2000`` for step-budgeted few-shot runs) with the latest losses and accuracies.
+draws goes to stderr (:func:`to_stderr`), and the training bar reads ``epoch 3/8 … 14/14`` (or
+``meta-training … 120/2000`` for step-budgeted few-shot runs) with the latest losses and accuracies.
 """
 from __future__ import annotations
 
