@@ -219,7 +219,8 @@ def test_02_train_panel_live_curve_stop_and_runs_panel(lab):
     assert stop.is_enabled()
     stop.click()
     status.filter(has_text=re.compile(r"^stopped$")).wait_for(timeout=60_000)
-    assert start.is_enabled() and stop.is_disabled() and test.is_enabled()
+    wait_for(lambda: start.is_enabled() and stop.is_disabled() and test.is_enabled(), 10,
+             "Start and Test enabled, Stop disabled once the run is stopped")
     lab.shot("stopped")
     rec = RunLog(lab.server.home / "runs.db").get(run_id)
     assert rec["status"] == "stopped", rec["status"]

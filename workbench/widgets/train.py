@@ -291,7 +291,6 @@ class TrainPanel:
         res = job.result or {}
         rec = self.log.get(job.run_id, metrics=False)
         status = res.get("status") or rec.get("status") or job.status
-        self.status.value = status
         self.bar.bar_style = "success" if status in ("trained", "completed") else "warning"
         if status in ("trained", "completed"):
             self.bar.value = 1.0
@@ -303,6 +302,7 @@ class TrainPanel:
         self.stop_button.disabled = True
         self.test_button.disabled = status not in TESTABLE
         self.resume_button.disabled = status not in RESUMABLE
+        self.status.value = status  # last: when the page says "stopped", the buttons already say so too
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
