@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..runlog import RunLog
+from ..runlog.records import check_run_id
 
 
 def _stored_at(loc: str) -> list[Path]:
@@ -73,16 +74,16 @@ def resolve(log: RunLog, ref: str) -> str:
     """
     recs = log.runs()
     if any(r["id"] == ref for r in recs):
-        return ref
+        return check_run_id(ref)
     for how, hits in (("id prefix", [r for r in recs if r["id"].startswith(ref)]),
                       ("id suffix", [r for r in recs if r["id"].endswith(ref)])):
         if len(hits) == 1:
-            return hits[0]["id"]
+            return check_run_id(hits[0]["id"])
         if len(hits) > 1:
             raise ambiguous(f"{how} {ref!r}", hits)
     named = [r for r in recs if r.get("name") == ref]
     if len(named) == 1:
-        return named[0]["id"]
+        return check_run_id(named[0]["id"])  # a tampered row's id never reaches a path
     if len(named) > 1:
         raise ambiguous(f"name {ref!r}", named)
     close = difflib.get_close_matches(ref, sorted({str(r.get("name", "")) for r in recs}), n=3, cutoff=0.6)
