@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Describe DIR with task meta-features, find the k most similar past tasks in "
                                    "the run log and recommend the recipe that did best on them, with the evidence.")
     p.add_argument("--data", required=True, metavar="DIR", help="image folder (DIR/<class>/<image>)")
-    p.add_argument("--db", metavar="PATH", help="run-log file (default: $WORKBENCH_HOME/runs.json)")
+    p.add_argument("--db", metavar="PATH", help="run log: a file, tinydb:PATH or postgresql://… (default: $WORKBENCH_DB or $WORKBENCH_HOME/runs.db)")
     p.add_argument("-k", "--k", type=int, default=3, help="nearest past tasks that vote (default 3)")
     p.add_argument("--kind", help="learn only from runs of this kind (e.g. baseline)")
     p.add_argument("--out", metavar="FILE.json", help="write the recommended command here (for `train --config`)")

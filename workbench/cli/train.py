@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", metavar="DIR", help="image folder (root/<class>/<image>); overrides the command's 'data'")
     p.add_argument("--name", help="run name (default: the command's name or one made from it)")
     p.add_argument("--tag", action="append", default=[], help="tag for the run (repeatable)")
-    p.add_argument("--db", metavar="PATH", help="run-log file (default: $WORKBENCH_HOME/runs.json)")
+    p.add_argument("--db", metavar="PATH", help="run log: a file, tinydb:PATH or postgresql://… (default: $WORKBENCH_DB or $WORKBENCH_HOME/runs.db)")
     p.add_argument("--check", action="store_true", help="check the command against the data and exit (no run)")
     p.add_argument("--schema", action="store_true", help="print the JSON Schema of training commands and exit")
     p.add_argument("--threads", type=int, metavar="N", help="intra-op threads for this run (default: torch's)")
@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--data", metavar="DIR", help="test on every image of this folder instead")
     q.add_argument("--limit", type=int, metavar="N",
                    help="test on at most N images (few-shot runs: N test episodes, default 600)")
-    q.add_argument("--db", metavar="PATH", help="run-log file (default: $WORKBENCH_HOME/runs.json)")
+    q.add_argument("--db", metavar="PATH", help="run log: a file, tinydb:PATH or postgresql://… (default: $WORKBENCH_DB or $WORKBENCH_HOME/runs.db)")
     q.add_argument("--json", action="store_true", help="print the summary as JSON")
     q.set_defaults(func=cmd_test)
 
