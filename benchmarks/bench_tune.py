@@ -28,7 +28,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
-DEFAULT_DATA = HERE / "data" / "metadataset.jsonl.gz"
+DEFAULT_DATA = HERE.parent / "workbench" / "meta" / "data" / "metadataset.jsonl.gz"  # the package data
 
 METHODS = ("default", "random", "grid", "tpe", "tpe+median", "tpe+hyperband", "tpe+learned", "global-prior",
            "warm-start", "warm+priors", "warm+median", "workbench")
