@@ -1,6 +1,6 @@
 """Build the replayable meta-dataset: every shipped task × every grid configuration, real runs.
 
-    nice -n 10 python benchmarks/make_metadataset.py                 # full: 12 tasks × 48 configs
+    nice -n 10 python benchmarks/make_metadataset.py                 # full: 16 tasks × 48 configs × 24 epochs
     python benchmarks/make_metadataset.py --quick --out /tmp/md.jsonl.gz   # smoke: 2 tasks × 2 configs
 
 Each run is a workbench training run (``workbench.jobs.run_training``, kind ``baseline``,
@@ -25,8 +25,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_OUT = HERE / "data" / "metadataset.jsonl.gz"
-EPOCHS = 12
+DEFAULT_OUT = HERE.parent / "workbench" / "meta" / "data" / "metadataset.jsonl.gz"  # the package data
+EPOCHS = 24
 SPLIT = {"train": 0.5, "val": 0.25, "test": 0.25}
 
 
@@ -65,7 +65,7 @@ def build_task(spec, home: Path, grid: list, space, epochs: int, log_fn=print) -
     from workbench.runlog import RunLog
 
     folder = synthetic.write_task(spec, home / "datasets")
-    log = RunLog(home / "logs" / f"{spec.name}.json")
+    log = RunLog(home / "logs" / f"{spec.name}.db")
     feats = task_features(folder)
     task = {"path": str(folder.resolve()), "name": spec.name, "family": spec.family,
             "fingerprint": feats["fingerprint"], "features": feats, "spec": spec.to_dict()}
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         from workbench.runlog import RunLog
 
         all_logs = logs if (args.quick or args.tasks or n > 1) else \
-            [RunLog(p) for p in sorted((home / "logs").glob("*.json"))]
+            [RunLog(p) for p in sorted((home / "logs").glob("*.db"))]
         k = export(all_logs, args.out)
         print(f"exported {k} runs to {args.out} ({args.out.stat().st_size / 1e6:.2f} MB)")
     return 0
