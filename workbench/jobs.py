@@ -39,11 +39,12 @@ from . import runtime
 from .commands import Command, command_dict
 from .registry import ConfigError
 from .runlog import ACTIVE, RunLog, RunLogError
-from .training import (STOP_FILE, TESTABLE, StopFlag, create_run, prepare, run_test, run_training, test,  # noqa: F401
-                       train)
+from .training import (RESUMABLE, STOP_FILE, TESTABLE, StopFlag, create_run, prepare, resume_checkpoint,  # noqa: F401
+                       resume_training, run_test, run_training, test, train)
 
-__all__ = ["start_training", "start_test", "wait_all", "JobHandle", "run_training", "run_test", "train", "test",
-           "prepare", "StopFlag", "command_dict", "TESTABLE", "STOP_FILE", "MODES"]
+__all__ = ["start_training", "start_test", "resume", "wait_all", "JobHandle", "run_training", "run_test",
+           "resume_training", "train", "test", "prepare", "StopFlag", "command_dict", "TESTABLE", "RESUMABLE",
+           "STOP_FILE", "MODES"]
 
 MODES = ("auto", "thread", "subprocess")
 
@@ -271,6 +272,33 @@ def start_test(run_ref: str, data: Any = None, *, limit: int | None = None, log:
     if data is not None:
         args += ["--data", str(data)]
     h._proc = _spawn(args, Path(rec["dir"]))
+    _watch(h)
+    return h
+
+
+def resume(run_ref: str, *, log: RunLog | None = None, mode: str = "auto", callbacks: Iterable[Any] = (),
+           threads: int | None = None) -> JobHandle:
+    """Continue a ``stopped`` or ``crashed`` run in the background from its last checkpoint; returns at once.
+
+    The run keeps its record and id and ends with the steps it planned
+    (:func:`workbench.training.resume_training`). ``mode``: ``"auto"`` / ``"thread"`` (a thread of
+    this process) or ``"subprocess"`` (``python -m workbench resume RUN``). A run that cannot be
+    resumed (another status, no checkpoint) raises :class:`~workbench.runlog.RunLogError` here.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode {mode!r} is not one of {', '.join(MODES)}")
+    log = log or RunLog()
+    rec = log.get(log.resolve(run_ref), metrics=False)
+    resume_checkpoint(rec)  # refuse now, not in the job
+    flag = StopFlag(Path(rec["dir"]))
+    h = JobHandle(rec["id"], log, "resume", "thread" if mode == "auto" else mode, flag)
+    if h.mode == "thread":
+        return _thread(h, lambda: resume_training(rec["id"], log=log, stop=flag, callbacks=callbacks,
+                                                  threads=threads), "resume")
+    if callbacks:
+        raise ValueError("callbacks need a thread job (mode='thread')")
+    args = ["resume", rec["id"], "--db", str(log.path), "--no-progress"]
+    h._proc = _spawn(args + (["--threads", str(threads)] if threads is not None else []), Path(rec["dir"]))
     _watch(h)
     return h
 

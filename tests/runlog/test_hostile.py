@@ -154,7 +154,7 @@ def test_start_leaves_no_folder_when_the_record_write_fails(runlog, backend):
     first = runlog.start("first", "baseline", {})
     first.finish()
     if backend == "postgres":
-        with runlog.store._write() as c:
+        with runlog.store.transaction() as c:
             c.execute("DROP TABLE wb_tags")  # the insert's second statement fails: the transaction rolls back
     else:
         runlog.store.path.write_bytes(b"garbage that is not a run log")

@@ -31,7 +31,7 @@ def _old_log(folder, n=6):
             run.finish("completed" if i % 3 else "failed", summary={"accuracy": i / 10, "nan": math.nan},
                        error=None if i % 3 else "boom")
         ids.append(run.id)
-    log._update(ids[-1], {"pid": 2 ** 22 + 12345})  # a pid that is not alive
+    run.update(pid=2 ** 22 + 12345)  # the last run (ids[-1]): a pid that is not alive
     return ids
 
 

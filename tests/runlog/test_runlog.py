@@ -186,7 +186,7 @@ def test_dead_process_marked_crashed(location):
 
 def test_other_host_stale_heartbeat_marked_crashed(runlog):
     run = runlog.start("remote", "baseline", {})
-    runlog._update(run.id, {"host": "some-other-host"})
+    run.update(host="some-other-host")
     run._stop.set()
     run._hb.join()
     assert runlog.mark_crashed(stale_after=60) == []  # beat at start: fresh

@@ -15,6 +15,7 @@ COMMAND_MODULES = [
     "workbench.cli.tour",
     "workbench.cli.scrape",
     "workbench.cli.train",
+    "workbench.cli.resume",
     "workbench.cli.meta",
     "workbench.cli.tune",
 ]

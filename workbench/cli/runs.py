@@ -1,12 +1,15 @@
-"""``python -m workbench runs list|show|rm|export|import``: read, tidy and move the run log."""
+"""``python -m workbench runs list|show|rm|export|import``: read, tidy and move the run log, and send runs
+to MLflow or TensorBoard (``runs export --to FORMAT DEST``)."""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
 
-from ..records import RunView
+from ..provenance import lineage_text, lr_find_text, resume_text
+from ..runlog.records import RunRecord
 from ..runlog import RunLog
+from ..exporters.cli import add_export_options, cmd_export_to
 from .meta import register_compare
 
 
@@ -44,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _summary_text(rec: dict) -> str:
-    score = RunView.of(rec).score()
+    score = RunRecord.from_dict(rec).score()
     if score is not None:
         return str(score)  # with the matching CI (few-shot runs: test_ci95)
     last = (rec.get("metrics_summary") or {}).get("train_loss", {}).get("last")
@@ -86,11 +89,20 @@ def cmd_show(args: argparse.Namespace) -> int:
                 "dataset", "summary", "env", "dir", "artifacts"):
         if rec.get(key) not in (None, {}, [], ""):
             print(f"{key:>11}: {json.dumps(rec[key], default=str) if isinstance(rec[key], (dict, list)) else rec[key]}")
+    for key, text in (("lineage", lineage_text(rec)), ("resumed", resume_text(rec)),
+                      ("lr_find", lr_find_text(rec)), ("children", _children(log, rec["id"]))):
+        if text:
+            print(f"{key:>11}: {text}")
     print(f"{'config':>11}: {json.dumps(rec.get('config'), indent=1, default=str)}")
     if rec.get("epochs"):
         print(f"{'epochs':>11}: {len(rec['epochs'])}; last {json.dumps(rec['epochs'][-1])}")
     print(f"{'metrics':>11}: {len(metrics)} rows; last {json.dumps(metrics[-1]) if metrics else '-'}")
     return 0
+
+
+def _children(log: RunLog, run_id: str) -> str | None:
+    kids = [r for r in log.runs() if (r.get("lineage") or {}).get("parent") == run_id]
+    return ", ".join(f"{r.get('name')} ({r['id']})" for r in kids) or None
 
 
 def cmd_rm(args: argparse.Namespace) -> int:
@@ -103,9 +115,14 @@ def cmd_rm(args: argparse.Namespace) -> int:
 
 def register_transfer(rs: argparse._SubParsersAction, db_opt) -> None:
     """``runs export FILE`` / ``runs import FILE``: JSON lines of records with their metrics."""
-    q = rs.add_parser("export", help="write runs as JSON lines (records + metrics; gzip if FILE ends in .gz)")
+    q = rs.add_parser("export", help="write runs as JSON lines (FILE), or to MLflow / TensorBoard (--to FORMAT DEST)",
+                      description="runs export FILE: JSON lines of records with their metrics (gzip if FILE ends"
+                                  " in .gz). runs export --to mlflow DIR|URI / --to tensorboard DIR: params, per-step"
+                                  " metrics, tags and checkpoints for the tools a team already uses (runs already"
+                                  " exported there are skipped).")
     db_opt(q)
-    q.add_argument("file", metavar="FILE", help="where to write (.jsonl or .jsonl.gz)")
+    q.add_argument("file", metavar="FILE", nargs="?", help="where to write JSON lines (.jsonl or .jsonl.gz)")
+    add_export_options(q)
     q.add_argument("--status", help="only runs with this status")
     q.add_argument("--kind", help="only runs of this kind")
     q.add_argument("--name", help="only runs with this name")
@@ -120,6 +137,12 @@ def register_transfer(rs: argparse._SubParsersAction, db_opt) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    if args.to:
+        if args.file:
+            raise ValueError("runs export: give FILE (JSON lines) or --to FORMAT DEST, not both")
+        return cmd_export_to(args)
+    if not args.file:
+        raise ValueError("runs export: give FILE (JSON lines) or --to mlflow DIR|URI / --to tensorboard DIR")
     log = RunLog(args.db)
     ids = None
     if any(v is not None for v in (args.status, args.kind, args.name, args.tag)):

@@ -19,6 +19,7 @@ from pydantic import BeforeValidator, Field, WithJsonSchema
 from ..nets.builder import ModelSpec
 from ..registry import Component, ConfigError, show, unknown_name
 from .fields import Bool, Command, PositiveInt, Section, Split, choice, expect, is_int
+from .runner_options import checkable
 
 #: Metrics a command may monitor (early stopping, ReduceLROnPlateau).
 MONITORS = ("val_loss", "val_accuracy", "train_loss")
@@ -165,7 +166,7 @@ def _problems(cmd: TrainingCommand, n_labels: int) -> list[ConfigError]:
     shape = attempt(_check_transforms, cmd, "transforms") or (cmd.channels, *cmd.image_hw)
     attempt(_check_transforms, cmd, "eval_transforms")
     attempt(_check_model, cmd, n_labels, shape)
-    opt = attempt(registry.build_component, cmd.optimizer, registry.optimizers(), "optimizer", "optimizer",
+    opt = attempt(registry.build_component, checkable(cmd.optimizer), registry.optimizers(), "optimizer", "optimizer",
                   [torch.nn.Parameter(torch.zeros(2))])
     if cmd.scheduler is not None and opt is not None:
         attempt(registry.build_component, cmd.scheduler, registry.schedulers(), "scheduler", "scheduler", opt)

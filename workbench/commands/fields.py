@@ -15,6 +15,7 @@ from typing import Annotated, Any, Callable, ClassVar, Iterable, Literal, Mappin
 from pydantic import BeforeValidator, Field, ValidationError, WithJsonSchema, model_validator
 
 from ..registry import ConfigError, Strict, close_matches, from_validation_error, show
+from .runner_options import CheckpointEvery, InitFromField, LoggerList, LrFindField
 
 PRECISIONS = ("32-true", "32", "16", "bf16", "16-mixed", "bf16-mixed", "bf16-true", "16-true", "64-true", "64",
               "transformer-engine")
@@ -152,6 +153,11 @@ class Command(Strict):
     threads: at_least(1, none=True) = None  # type: ignore[valid-type]
     #: Stop training (status ``trained``, ``stop_reason: time_limit``) after this many seconds.
     time_limit_s: number_at_least(1, none=True) = None  # type: ignore[valid-type]
+    # What the runner does around training (issue 15; the types live in runner_options.py).
+    init_from: InitFromField = None
+    loggers: LoggerList = []
+    lr_find: LrFindField
+    checkpoint_every_s: CheckpointEvery = 30.0
 
     # -- JSON --------------------------------------------------------------------------
     @classmethod

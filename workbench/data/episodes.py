@@ -31,6 +31,7 @@ import pytorch_lightning as pl
 
 from .. import runtime
 from .folders import class_folders, fingerprint, load_image
+from .resumable import ResumableDataLoader
 
 SPLITS = ("train", "val", "test")
 #: Stream ids: train / val / test tasks are drawn from different random streams.
@@ -403,11 +404,11 @@ class EpisodicDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         if self.flat_batch_size:
             ds = FlatDataset(self.source, self.splits["train"])
-            return DataLoader(ds, batch_size=self.flat_batch_size, shuffle=True, generator=self._generator("train"),
-                              drop_last=True)
+            return ResumableDataLoader(ds, batch_size=self.flat_batch_size, shuffle=True,
+                                       generator=self._generator("train"), drop_last=True)
         per_rank = max(1, self.meta_batch // self._world())
-        return DataLoader(EpisodeDataset(self.sampler("train"), self.train_tasks), batch_size=per_rank,
-                          shuffle=False, generator=self._generator("train"))
+        return ResumableDataLoader(EpisodeDataset(self.sampler("train"), self.train_tasks), batch_size=per_rank,
+                                   shuffle=False, generator=self._generator("train"))
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(EpisodeDataset(self.sampler("val"), self.val_episodes), batch_size=self.eval_batch,

@@ -36,6 +36,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from .. import paths, runtime
 from ..registry import ConfigError, build_component
 from .folders import fingerprint, group_stats, load_image, read_groups, scan_folder
+from .resumable import ResumableDataLoader
 
 __all__ = ["ImageFolderDataModule", "ImageCache", "ImageSet", "SeededShuffle", "stratified_split",
            "build_transform", "load_image", "scan_folder"]
@@ -302,9 +303,10 @@ class ImageFolderDataModule(pl.LightningDataModule):
         # Every loader has its own generator: without one, DataLoader draws its workers' base
         # seed from torch's global RNG, which other jobs' seeded sections borrow.
         seed = runtime.derive_seed(cmd.seed, "loader", part)
-        return DataLoader(ds, batch_size=cmd.batch_size, sampler=SeededShuffle(len(ds), seed) if train else None,
-                          num_workers=cmd.num_workers, persistent_workers=cmd.num_workers > 0,
-                          generator=runtime.generator(seed + 1))
+        loader = ResumableDataLoader if train else DataLoader  # a resumed run continues its epoch
+        return loader(ds, batch_size=cmd.batch_size, sampler=SeededShuffle(len(ds), seed) if train else None,
+                      num_workers=cmd.num_workers, persistent_workers=cmd.num_workers > 0,
+                      generator=runtime.generator(seed + 1))
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", train=True)

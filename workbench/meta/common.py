@@ -10,12 +10,14 @@ import hashlib
 import json
 from typing import Any, Iterable, Mapping
 
-from ..records import SCORE_KEYS, RunView, finite
+from ..runlog.records import SCORE_KEYS, RunRecord, finite
 from ..runlog import RunLog
 
 #: Top-level config keys that say *where*, *who* or *which draw*, not *how*: never hyperparameters.
 NON_HPARAM_TOP = ("data", "data_dir", "dataset", "name", "labels", "label_names", "seed", "run_name", "tags",
-                  "description", "notes", "out_dir", "threads")
+                  "description", "notes", "out_dir", "threads",
+                  # how the runner logs and checkpoints, not what it learns (issue 15)
+                  "loggers", "lr_find", "checkpoint_every_s")
 #: Nested keys (last dotted part) that are locations, not choices.
 NON_HPARAM_LEAF = ("data_dir", "root", "out_dir", "dataset_dir")
 
@@ -108,7 +110,7 @@ def run_score(rec: Mapping[str, Any], key: str | None = None) -> float | None:
 
     With ``key`` only that summary key (or epoch metric: best over epochs) is used.
     """
-    score = RunView.of(rec).score(key)
+    score = RunRecord.from_dict(rec).score(key)
     if score is not None:
         return score.value
     # fall back on per-epoch validation metrics: the best epoch

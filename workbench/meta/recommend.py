@@ -25,7 +25,7 @@ from .common import as_records, config_key, hparams, run_score
 from .features import SCALAR_KEYS, task_features
 
 __all__ = ["Task", "TaskIndex", "Recommendation", "recommend", "task_key", "task_path", "task_distances",
-           "nearest_tasks"]
+           "nearest_tasks", "starting_model", "architecture"]
 
 #: Statuses whose score can be trusted.
 FINISHED = ("trained", "completed")
@@ -138,7 +138,8 @@ class TaskIndex:
                         continue
                 t = self.tasks[key] = Task(key, path, dict(feats))
             t.runs.append({"id": rec["id"], "name": rec.get("name"), "config_key": config_key(rec.get("config") or {}),
-                           "score": score, "config": rec.get("config") or {}})
+                           "score": score, "config": rec.get("config") or {}, "kind": rec.get("kind"),
+                           "checkpoint": _checkpoint_of(rec)})
 
     def __len__(self) -> int:
         return len(self.tasks)
@@ -201,9 +202,67 @@ def nearest_tasks(new: Mapping[str, Any], index: TaskIndex, k: int = 3) -> list[
     return [(tasks[int(i)], float(d)) for d, i in zip(dist[0], idx[0])]
 
 
+def _checkpoint_of(rec: Mapping[str, Any]) -> str | None:
+    """The run's checkpoint file when it exists (a run a new one could start from)."""
+    rel = (rec.get("artifacts") or {}).get("checkpoint")
+    if not rel or not rec.get("dir"):
+        return None
+    base = Path(rec["dir"]).resolve()
+    p = (base / rel).resolve()
+    return str(p) if p.is_relative_to(base) and p.is_file() else None
+
+
+def architecture(config: Mapping[str, Any]) -> dict[str, Any]:
+    """What decides whether one run's weights fit another's model: the network and its input.
+
+    Few-shot kinds always use Conv-4 (``model.params.hidden``), as does a baseline with the
+    ``conv4`` preset, so the two initialise each other.
+    """
+    from ..commands import parse
+
+    cmd = parse(config)
+    model = cmd.model.to_dict()
+    if model.get("preset") == "conv4":
+        model = {"preset": "conv4", "params": {"hidden": (model.get("params") or {}).get("hidden", 64)}}
+    size = getattr(cmd, "image_hw", None) or (cmd.image_size, cmd.image_size)
+    return {"model": model, "channels": cmd.channels, "image_size": list(size)}
+
+
+def starting_model(near: Sequence[tuple["Task", float]], command: Mapping[str, Any],
+                   n_labels: int | None = None) -> dict[str, Any] | None:
+    """The most related past run whose network fits ``command``, with the evidence (or None).
+
+    Candidates are the runs with a checkpoint on the nearest tasks, nearest task first, best
+    score first; a run fits when its network and input (:func:`architecture`) are the command's.
+    """
+    try:
+        want = architecture(command)
+    except ValueError:
+        return None
+    for task, dist in near:
+        for r in sorted(task.runs, key=lambda r: -r["score"]):
+            if not r.get("checkpoint"):
+                continue
+            try:
+                if architecture(r["config"]) != want:
+                    continue
+            except ValueError:
+                continue
+            n_parent = task.features.get("n_classes")
+            head = ("the head is re-initialised" if n_labels is None or n_parent != n_labels
+                    else "same number of labels (the head is re-initialised unless the classes are the same)")
+            return {"run": r["id"], "name": r.get("name"), "kind": r.get("kind"), "task": _task_name(task.key, task.path),
+                    "distance": dist, "score": r["score"],
+                    "why": f"best run with a checkpoint on the {'nearest' if task is near[0][0] else 'next'} past"
+                           f" task ({_task_name(task.key, task.path)}, distance {dist:.2f}, score {r['score']:.3f});"
+                           f" same network and input ({want['channels']}×{want['image_size'][0]}×"
+                           f"{want['image_size'][1]}); {head}"}
+    return None
+
+
 @dataclass
 class Recommendation:
-    """A recommended training command and the evidence behind it."""
+    """A recommended training command, a starting model, and the evidence behind them."""
 
     command: dict
     config_key: str
@@ -211,6 +270,8 @@ class Recommendation:
     candidates: Any  # DataFrame: recipe, weighted z-score, tasks tried, params that differ
     features: dict
     data: str | None = None
+    #: The most related past run whose weights fit the command (``init_from``), with its evidence.
+    init_from: dict | None = None
 
     @property
     def params(self) -> dict:
@@ -225,16 +286,26 @@ class Recommendation:
             got = "-" if r["recipe_score"] is None or r["recipe_score"] != r["recipe_score"] else f"{r['recipe_score']:.3f}"
             lines.append(f"  {r['task']}: distance {r['distance']:.2f}, best {r['best_score']:.3f} "
                          f"({r['runs']} runs), this recipe {got}")
+        if self.init_from:
+            lines.append(f"Start from run {self.init_from['name']} ({self.init_from['run']}): {self.init_from['why']}")
         return "\n".join(lines)
 
-    def start(self, data: str | os.PathLike | None = None, **kwargs: Any):
-        """Start training the recommended command on ``data`` (default: the dataset it was made for)."""
+    def start(self, data: str | os.PathLike | None = None, init_from: bool = False, **kwargs: Any):
+        """Start training the recommended command on ``data`` (default: the dataset it was made for).
+
+        ``init_from=True`` starts from the recommended past model (:attr:`init_from`).
+        """
         from .. import jobs
 
         target = data or self.data
         if not target:
             raise ValueError("Recommendation.start: no dataset folder; pass data=DIR")
-        return jobs.start_training(self.command, data=str(target), **kwargs)
+        command = dict(self.command)
+        if init_from:
+            if not self.init_from:
+                raise ValueError("Recommendation.start: no past run's weights fit this command (init_from is None)")
+            command["init_from"] = self.init_from["run"]
+        return jobs.start_training(command, data=str(target), **kwargs)
 
 
 def recommend(data: str | os.PathLike | Mapping[str, Any], log: RunLog | None = None, k: int = 3,
@@ -302,7 +373,7 @@ def recommend(data: str | os.PathLike | Mapping[str, Any], log: RunLog | None = 
         cand_rows.append({"recipe": ck, "weighted_z": votes[ck], "tasks": ", ".join(tried[ck]),
                           "differs_from_recommended": diff})
     return Recommendation(command, best_key, neighbours, pd.DataFrame(cand_rows), feats,
-                          str(data_path) if data_path else None)
+                          str(data_path) if data_path else None, starting_model(near, command, feats.get("n_classes")))
 
 
 def _strip_data(config: Mapping[str, Any]) -> dict:

@@ -10,7 +10,8 @@
   taken over the variant's command as given (base + its parameters) and data folder. A restarted sweep (same name,
   same variants) skips every variant that already has a finished run (``trained`` or
   ``completed``) — so a sweep interrupted by a crash, a kernel restart or ``stop()`` resumes
-  where it stopped.
+  where it stopped; a variant whose run was stopped or crashed continues from its last
+  checkpoint in the same run (``workbench.jobs.resume``) rather than training from scratch.
 - Runs go one at a time by default (``pool=1``): the machines this targets have 2 cores.
 - The runner is ``workbench.jobs.start_training`` unless you inject one with the same
   signature (``runner(command, data, name=…, tags=…, log=…)`` returning a handle with
@@ -22,50 +23,20 @@
 from __future__ import annotations
 
 import copy
-import itertools
-import math
-import random
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from ..runlog import RunLog
 from .common import flatten, run_score, stable_hash, unflatten_set
+from .variants import STRATEGIES, Variant, expand_space, short
 
 __all__ = ["Sweep", "Variant", "sweep", "expand_space", "STRATEGIES"]
 
-STRATEGIES = ("grid", "random")
 #: Statuses that count as "this variant is done" when a sweep resumes.
 DONE = ("trained", "completed")
-
-
-@dataclass
-class Variant:
-    """One point of a sweep: the parameters it sets, its full command and its hash."""
-
-    index: int
-    params: dict[str, Any]
-    command: dict[str, Any]
-    hash: str
-    run_id: str | None = None
-    status: str = "pending"
-    error: str | None = None
-
-    def label(self) -> str:
-        """``lr=0.01,batch_size=32`` (last dotted part of each key)."""
-        return ",".join(f"{k.split('.')[-1]}={_short(v)}" for k, v in self.params.items())
-
-
-def _short(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.3g}"
-    if isinstance(v, dict) and isinstance(v.get("name"), str):  # a component: SGD(lr=0.1,momentum=0.9)
-        ps = v.get("params") if isinstance(v.get("params"), dict) else {k: x for k, x in v.items() if k != "name"}
-        return f"{v['name']}(" + ",".join(f"{k}={_short(x)}" for k, x in ps.items()) + ")"
-    if isinstance(v, (dict, list)):
-        return stable_hash(v, 6)
-    return str(v)
+#: Statuses of a variant's run that continues from its checkpoint (``workbench.training.RESUMABLE``).
+RESUMABLE = ("stopped", "crashed")
 
 
 def _command_dict(base: Any) -> dict[str, Any]:
@@ -81,64 +52,6 @@ def _check_command(cmd: dict[str, Any]) -> dict[str, Any]:
     from ..commands import parse
 
     return parse(cmd).to_dict()
-
-
-def expand_space(space: Mapping[str, Any], strategy: str = "grid", n: int | None = None,
-                 seed: int = 0) -> list[dict[str, Any]]:
-    """The parameter dicts of a sweep, in a fixed order (same arguments → same variants)."""
-    if strategy not in STRATEGIES:
-        raise ValueError(f"strategy = {strategy!r}: expected one of {', '.join(STRATEGIES)}")
-    if not isinstance(space, Mapping) or not space:
-        raise ValueError(f"space: expected a non-empty dict of dotted key → values, got {space!r}")
-    if n is not None and (not isinstance(n, int) or n < 1):
-        raise ValueError(f"n = {n!r}: expected a positive integer (or None for the whole grid)")
-    keys = list(space)
-    rng = random.Random(seed)
-    if strategy == "grid":
-        axes = []
-        for k in keys:
-            v = space[k]
-            if not isinstance(v, (list, tuple)) or not v:
-                raise ValueError(f"space[{k!r}] = {v!r}: a grid axis must be a non-empty list of values")
-            axes.append(list(v))
-        points = [dict(zip(keys, combo)) for combo in itertools.product(*axes)]
-        if n is not None and n < len(points):
-            keep = sorted(rng.sample(range(len(points)), n))  # a seeded subset, still in grid order
-            points = [points[i] for i in keep]
-        return points
-    if n is None:
-        raise ValueError("strategy 'random' needs n (how many variants to draw)")
-    samplers: dict[str, Callable[[], Any]] = {}
-    for k in keys:
-        v = space[k]
-        if isinstance(v, (list, tuple)) and v:
-            vals = list(v)
-            samplers[k] = lambda vals=vals: vals[rng.randrange(len(vals))]
-        elif isinstance(v, Mapping) and "low" in v and "high" in v:
-            lo, hi = float(v["low"]), float(v["high"])
-            if not lo < hi:
-                raise ValueError(f"space[{k!r}]: low {lo} must be below high {hi}")
-            if v.get("log") and lo <= 0:
-                raise ValueError(f"space[{k!r}]: a log range needs low > 0, got {lo}")
-            is_int = bool(v.get("int"))
-
-            def draw(lo=lo, hi=hi, log=bool(v.get("log")), is_int=is_int):
-                x = math.exp(rng.uniform(math.log(lo), math.log(hi))) if log else rng.uniform(lo, hi)
-                return int(round(x)) if is_int else float(f"{x:.4g}")
-            samplers[k] = draw
-        else:
-            raise ValueError(f"space[{k!r}] = {v!r}: expected a list of choices or "
-                             "{'low': a, 'high': b, 'log': bool, 'int': bool}")
-    points, seen = [], set()
-    for _ in range(50 * n):
-        p = {k: samplers[k]() for k in keys}
-        h = stable_hash(p)
-        if h not in seen:
-            seen.add(h)
-            points.append(p)
-        if len(points) == n:
-            break
-    return points
 
 
 class Sweep:
@@ -161,13 +74,17 @@ class Sweep:
         describe_task: store the dataset's meta-features in each run (for recommendations).
         test: test every trained variant on its held-out split (score = test accuracy).
         tester: ``workbench.jobs.start_test`` or a stand-in (``tester(run_id, log=…)`` → handle).
+        resume: a variant whose run was stopped or crashed continues from its checkpoint
+            (``workbench.jobs.resume``, or an injected ``resumer(run_id, log=…)`` → handle)
+            instead of training again; without a checkpoint it trains afresh.
     """
 
     def __init__(self, base_command: Any, space: Mapping[str, Any], n: int | None = None,
                  strategy: str = "grid", *, data: str | None = None, name: str | None = None, seed: int = 0,
                  log: RunLog | None = None, runner: Callable[..., Any] | None = None, pool: int = 1,
                  tags: Iterable[str] = (), retry_failed: bool = False, describe_task: bool = True,
-                 test: bool = False, tester: Callable[..., Any] | None = None) -> None:
+                 test: bool = False, tester: Callable[..., Any] | None = None, resume: bool = True,
+                 resumer: Callable[..., Any] | None = None) -> None:
         base = _command_dict(base_command)
         full = _check_command(base)  # every field, defaults included: a space may vary any of them
         flat = flatten(full)
@@ -196,6 +113,8 @@ class Sweep:
         self.describe_task = describe_task
         self.test = test
         self.tester = tester
+        self.resume = resume
+        self.resumer = resumer
         ident = {"base": base, "space": self.space, "n": n, "strategy": strategy, "seed": seed, "data": self.data}
         self.name = name or f"sweep-{stable_hash(ident, 8)}"
         self.tag = f"sweep:{self.name}"
@@ -304,18 +223,20 @@ class Sweep:
         if v.status == "trained" and v.run_id and self.test:
             self._test_one(v)  # resumed: trained before, test only
             return
-        runner = self._get_runner()
-        tags = sorted({self.tag, f"variant:{v.hash}", "sweep", *self.extra_tags})
-        name = f"{self.name}/{v.index:03d} {v.label()}"
-        with self._lock:
-            v.status = "starting"
-        try:
-            handle = runner(copy.deepcopy(v.command), self.data, name=name, tags=tags, log=self.log)
-        except Exception as exc:  # a variant that cannot start must not kill the sweep
+        handle = self._resumed(v)
+        if handle is None:
+            runner = self._get_runner()
+            tags = sorted({self.tag, f"variant:{v.hash}", "sweep", *self.extra_tags})
+            name = f"{self.name}/{v.index:03d} {v.label()}"
             with self._lock:
-                v.status, v.error = "failed", f"{type(exc).__name__}: {exc}"
-                self.errors.append(f"variant {v.index}: {v.error}")
-            return
+                v.status = "starting"
+            try:
+                handle = runner(copy.deepcopy(v.command), self.data, name=name, tags=tags, log=self.log)
+            except Exception as exc:  # a variant that cannot start must not kill the sweep
+                with self._lock:
+                    v.status, v.error = "failed", f"{type(exc).__name__}: {exc}"
+                    self.errors.append(f"variant {v.index}: {v.error}")
+                return
         with self._lock:
             self._handles[v.index] = handle
             v.run_id = getattr(handle, "run_id", None)
@@ -351,6 +272,20 @@ class Sweep:
                         pass
         if self.test and v.status == "trained" and not self._stop.is_set():
             self._test_one(v)
+
+    def _resumed(self, v: Variant) -> Any:
+        """A stopped or crashed variant continues from its checkpoint (None: it trains afresh)."""
+        if not self.resume or v.status not in RESUMABLE or not v.run_id:
+            return None
+        resumer = self.resumer
+        if resumer is None:
+            from ..jobs import resume as resumer  # type: ignore[assignment]
+        try:
+            return resumer(v.run_id, log=self.log)
+        except Exception as exc:  # no checkpoint, data changed …: train the variant again
+            with self._lock:
+                self.errors.append(f"variant {v.index} resume: {type(exc).__name__}: {exc}; training it again")
+            return None
 
     def _worker(self) -> None:
         while not self._stop.is_set():
@@ -423,7 +358,7 @@ class Sweep:
                     score = run_score(self.log.get(v.run_id, metrics=False))
                 except Exception:
                     score = None
-            rows.append({"variant": v.index, **{k: _short(x) if isinstance(x, (dict, list)) else x
+            rows.append({"variant": v.index, **{k: short(x) if isinstance(x, (dict, list)) else x
                                                 for k, x in v.params.items()},
                          "hash": v.hash, "run": v.run_id, "status": v.status, "score": score})
         return pd.DataFrame(rows).set_index("variant")

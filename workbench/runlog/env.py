@@ -53,7 +53,7 @@ def environment(seed: int | None = None) -> dict[str, Any]:
     """Versions and provenance stored with every run."""
     global _ENV_CACHE
     if _ENV_CACHE is None:
-        from .. import __version__
+        from .._version import __version__  # not the package root: it re-exports, nothing imports from it
 
         env: dict[str, Any] = {
             "python": platform.python_version(),

@@ -11,20 +11,19 @@ from __future__ import annotations
 
 import gc
 import json
-import math
 import os
 import shutil
 import socket
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from .env import environment, new_run_id, pid_alive, proc_start_time, utcnow
-from .errors import RunLogError, TransitionRefused
+from .errors import RunLogError
 from .jsonl import read_jsonl
-from .records import ACTIVE, RUN_ID_RE, STATUSES, TERMINAL, TRANSITIONS, check_run_id, frame_row
-from .run import HEARTBEAT_EVERY_S, MAX_BUFFERED_LINES, Run
-from .store import Filters, Store, open_store
+from .records import ACTIVE, RUN_ID_RE, STATUSES, TERMINAL, TRANSITIONS, check_run_id, frame_row, jsonable
+from .run import HEARTBEAT_EVERY_S, MAX_BUFFERED_LINES, Run, transition
+from .backends import open_store
+from .store import Filters, Store
 
 __all__ = ["Run", "RunLog", "read_jsonl", "utcnow", "new_run_id", "environment", "STATUSES", "ACTIVE",
            "TERMINAL", "TRANSITIONS", "STALE_AFTER_S", "HEARTBEAT_EVERY_S", "MAX_BUFFERED_LINES"]
@@ -32,10 +31,6 @@ __all__ = ["Run", "RunLog", "read_jsonl", "utcnow", "new_run_id", "environment",
 #: A run on another host counts as dead after this many seconds without a heartbeat.
 STALE_AFTER_S = 120.0
 _RESERVED = ("id", "dir", "status", "history", "created_at")
-
-
-def _jsonable(fields: Mapping[str, Any]) -> dict[str, Any]:
-    return json.loads(json.dumps(dict(fields), default=str, allow_nan=True))
 
 
 class RunLog:
@@ -101,7 +96,7 @@ class RunLog:
             "dir": str(self.run_dir(run_id)), "artifacts": {},
             "history": [{"status": status, "at": now}],
         }
-        record.update(_jsonable(extra))
+        record.update(jsonable(extra))
         self.store.insert(record)  # the folder comes after the record: a failed insert leaves nothing
         try:
             self.run_dir(run_id).mkdir(parents=True, exist_ok=True)
@@ -111,7 +106,7 @@ class RunLog:
         run = Run(self, run_id, heartbeat=heartbeat)
         self._handles[run_id] = run
         if status == "running":
-            run._start_heartbeat()
+            run.start_heartbeat()
         return run
 
     def handle(self, run_id: str, *, heartbeat: bool | None = None) -> Run:
@@ -226,35 +221,10 @@ class RunLog:
             if gc_was:
                 gc.enable()
 
-    # -- writing -----------------------------------------------------------------
-    def _update(self, run_id: str, fields: Mapping[str, Any]) -> None:
-        fields = _jsonable(fields)
-        bad = sorted(set(fields) & {"id", "status"})
-        if bad:
-            raise RunLogError(f"run {run_id}: {', '.join(bad)} cannot be changed")
-        self.store.modify(run_id, lambda doc: {**doc, **fields, "updated_at": utcnow()})
-
-    def _append_epoch(self, run_id: str, entry: Mapping[str, Any]) -> None:
-        entry = _jsonable(entry)
-
-        def add(doc: dict[str, Any]) -> dict[str, Any]:
-            epochs = [e for e in (doc.get("epochs") or []) if e.get("epoch") != entry["epoch"]]
-            return {**doc, "epochs": epochs + [entry], "updated_at": utcnow()}
-
-        self.store.modify(run_id, add)
-
-    def _transition(self, run_id: str, status: str, fields: Mapping[str, Any] | None = None,
-                    merge: Callable[[dict[str, Any]], Mapping[str, Any]] | None = None,
-                    metrics: list[str] | None = None) -> None:
-        if status not in STATUSES:
-            raise TransitionRefused(f"unknown status {status!r}; allowed: {', '.join(STATUSES)}")
-        base = _jsonable(fields or {})
-        self.store.modify(run_id, lambda doc: _moved(run_id, doc, status, {
-            **base, **(_jsonable(merge(doc)) if merge else {})}), metrics=metrics)
-
+    # -- writing (a Run handle writes its own fields, epochs and status: see run.py) --
     def set_status(self, run_id: str, status: str, **fields: Any) -> None:
         """Move run ``run_id`` to ``status`` (validated)."""
-        self._transition(self.resolve(run_id), status, fields)
+        transition(self.store, self.resolve(run_id), status, fields)
 
     def delete(self, run_id: str) -> None:
         """Remove a run's record and its folder (only ever a folder inside :attr:`runs_dir`)."""
@@ -289,7 +259,7 @@ class RunLog:
         marked = []
         for rid, why in dead:
             try:
-                self._transition(rid, "crashed", {"error": f"crashed: {why}"})
+                transition(self.store, rid, "crashed", {"error": f"crashed: {why}"})
                 marked.append(rid)
             except RunLogError:
                 pass  # another process got there first, or the log cannot be written here
@@ -311,7 +281,7 @@ class RunLog:
     def close(self) -> None:
         """Stop this process's heartbeats and release the store's connections."""
         for run in list(self._handles.values()):
-            run._stop.set()
+            run.stop_heartbeat(wait=False)
         self.store.close()
 
     def __enter__(self) -> "RunLog":
@@ -322,37 +292,3 @@ class RunLog:
 
     def __repr__(self) -> str:
         return f"RunLog({str(self.path)!r})"
-
-
-def _moved(run_id: str, doc: dict[str, Any], status: str, fields: Mapping[str, Any]) -> dict[str, Any]:
-    """The record after a validated status transition (called inside the store's transaction)."""
-    old = doc["status"]
-    if status != old and status not in TRANSITIONS[old]:
-        allowed = ", ".join(TRANSITIONS[old]) or "none (final)"
-        raise TransitionRefused(f"run {run_id}: cannot go from {old!r} to {status!r}; allowed: {allowed}")
-    now = utcnow()
-    upd = {**doc, **fields, "status": status, "updated_at": now}
-    if status in ACTIVE:
-        upd.update(pid=os.getpid(), pid_start=proc_start_time(os.getpid()), host=socket.gethostname())
-    if status == "running" and not doc.get("started_at"):
-        upd["started_at"] = now
-    if status == "testing":
-        upd["test_started_at"] = now
-    durations = dict(doc.get("durations") or {})
-    if old == "running" and status != "running" and doc.get("started_at"):
-        durations["train_s"] = _seconds_between(doc["started_at"], now)
-    if old == "testing" and status != "testing" and doc.get("test_started_at"):
-        durations["test_s"] = _seconds_between(doc["test_started_at"], now)
-    if status not in ACTIVE:
-        upd["ended_at"] = now
-        durations["total_s"] = _seconds_between(doc["created_at"], now)
-    upd["durations"] = {**durations, **(fields.get("durations") or {})}
-    upd["history"] = list(doc.get("history") or []) + [{"status": status, "at": now}]
-    return upd
-
-
-def _seconds_between(a: str, b: str) -> float:
-    try:
-        return round((datetime.fromisoformat(b) - datetime.fromisoformat(a)).total_seconds(), 3)
-    except (TypeError, ValueError):
-        return math.nan

@@ -55,14 +55,14 @@ def migrate_legacy(store: "SQLiteStore", legacy: Path, timeout: float = 60.0) ->
         data = parse_file(legacy, legacy.read_bytes()) or {}
         old_runs = runs_dir_for(legacy, "runs.json")
         if not data:
-            check_not_truncated(legacy, old_runs, {r[0] for r in store._read("SELECT id FROM wb_runs")})
+            check_not_truncated(legacy, old_runs, {r[0] for r in store.query("SELECT id FROM wb_runs")})
         report = _copy(store, legacy, data.get(RUNS_TABLE, {}), old_runs)
         backup = _backup_name(legacy)
         os.replace(legacy, backup)
         report["backup"] = str(backup)
-        with store._write() as c:
-            store._exec(c, "INSERT INTO wb_meta (key, value) VALUES (?, ?)",
-                        (f"migrated:{report['at']}:{legacy.name}", json.dumps(report)))
+        with store.transaction() as c:
+            store.execute(c, "INSERT INTO wb_meta (key, value) VALUES (?, ?)",
+                          (f"migrated:{report['at']}:{legacy.name}", json.dumps(report)))
     finally:
         lock.release()
     if report["quarantined"]:
@@ -88,7 +88,7 @@ def _copy(store: "SQLiteStore", legacy: Path, docs: dict[str, Any], old_runs: Pa
         rec["dir"] = str(store.runs_dir / rec["id"])
         good.append((rec, read_jsonl(old_runs / rec["id"] / "metrics.jsonl")))
     where = f"{legacy}: "
-    with store._write() as c:
+    with store.transaction() as c:
         added, same, _ = store.import_into(c, good, where=where)
         for reason, raw in bad:
             store.quarantine(c, str(legacy), reason, raw)
@@ -100,13 +100,12 @@ def _copy(store: "SQLiteStore", legacy: Path, docs: dict[str, Any], old_runs: Pa
 
 def _verify(store: "SQLiteStore", c: Any, good: list[tuple[dict[str, Any], list[dict[str, Any]]]], where: str) -> None:
     """Read every copied record back inside the transaction; any difference aborts the migration."""
-    from .records import loads
-    from .store_sql import _canonical
+    from .records import canonical, loads
 
     for rec, metrics in good:
-        row = store._exec(c, "SELECT record FROM wb_runs WHERE id = ?", (rec["id"],)).fetchone()
-        chunks = store._exec(c, "SELECT rows FROM wb_metrics WHERE run_id = ?", (rec["id"],)).fetchall()
+        row = store.execute(c, "SELECT record FROM wb_runs WHERE id = ?", (rec["id"],)).fetchone()
+        chunks = store.execute(c, "SELECT rows FROM wb_metrics WHERE run_id = ?", (rec["id"],)).fetchall()
         n_rows = sum(len(ch[0].split("\n")) for ch in chunks if ch[0])
-        if row is None or _canonical(loads(row[0]), []) != _canonical(rec, []) or n_rows != len(metrics):
+        if row is None or canonical(loads(row[0]), []) != canonical(rec, []) or n_rows != len(metrics):
             raise RunLogError(f"{where}migration check failed for run {rec['id']}; nothing was migrated"
                               " and the file was left as it was")

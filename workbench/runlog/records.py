@@ -23,7 +23,7 @@ STATUSES = ("queued", "running", "trained", "testing", "completed", "failed", "s
 #: Statuses of a run whose process should be alive.
 ACTIVE = ("queued", "running", "testing")
 #: Statuses a run never leaves.
-TERMINAL = ("failed", "crashed")
+TERMINAL = ("failed",)
 #: Allowed status transitions (from -> to).
 TRANSITIONS: dict[str, tuple[str, ...]] = {
     "queued": ("running", "failed", "stopped", "crashed"),
@@ -31,9 +31,9 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
     "trained": ("testing", "completed", "failed", "crashed"),
     "testing": ("completed", "trained", "failed", "stopped", "crashed"),
     "completed": ("testing",),
-    "stopped": ("testing",),
+    "stopped": ("testing", "running"),
     "failed": (),
-    "crashed": (),
+    "crashed": ("running",),
 }
 
 #: A run id names a folder under ``runs/``: letters, digits, ``_ . -``, starting with a letter or
@@ -90,6 +90,31 @@ def _number(v: Any) -> float | None:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
 
+#: Summary keys tried, in order, for a run's score (higher is better): test accuracy first —
+#: it is measured on data the run never tuned on — then the final validation accuracy (the
+#: weights the run ends with; every kind records it, and ``best_val_accuracy`` too).
+SCORE_KEYS = ("test_accuracy", "accuracy", "test_acc", "final_val_accuracy", "best_val_accuracy", "val_accuracy",
+              "val_acc")
+
+
+def finite(v: Any) -> float | None:
+    """``v`` as a float when it is a finite number (not a bool), else None."""
+    v = _number(v)
+    return v if v is not None and math.isfinite(v) else None
+
+
+@dataclass(frozen=True)
+class Score:
+    """A run's score: which summary key, its value, and its 95% CI half-width when recorded."""
+
+    key: str
+    value: float
+    ci95: float | None = None
+
+    def __str__(self) -> str:
+        return f"{self.key}={self.value:.3f}" + (f"±{self.ci95:.3f}" if self.ci95 is not None else "")
+
+
 def _time(v: Any) -> datetime | None:
     try:
         return datetime.fromisoformat(v) if isinstance(v, str) else None
@@ -119,6 +144,8 @@ class RunRecord:
     seed: int | None
     error: str | None
     raw: Mapping[str, Any] = field(repr=False, compare=False)
+    task: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    artifacts: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_dict(cls, rec: Mapping[str, Any]) -> "RunRecord":
@@ -139,12 +166,29 @@ class RunRecord:
                    tags=tuple(rec.get("tags") or ()), created_at=_time(rec.get("created_at")),
                    ended_at=_time(rec.get("ended_at")), test_accuracy=acc, test_ci95=ci,
                    seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
-                   error=rec.get("error"), raw=rec)
+                   error=rec.get("error"), raw=rec, task=dict(rec.get("task") or {}),
+                   artifacts=dict(rec.get("artifacts") or {}))
 
     @property
     def finished(self) -> bool:
         """True once the run has ended (whatever the outcome)."""
         return self.status not in ACTIVE
+
+    def score(self, key: str | None = None) -> Score | None:
+        """The first of :data:`SCORE_KEYS` (or just ``key``) the summary has, with its 95% CI."""
+        for k in (key,) if key else SCORE_KEYS:
+            v = finite(self.summary.get(k))
+            if v is not None:
+                return Score(k, v, finite(self.summary.get(k.replace("accuracy", "ci95"))))
+        return None
+
+    @property
+    def data_root(self) -> str | None:
+        """The dataset folder the run trained on (task, dataset record, then command)."""
+        for v in (self.task.get("path"), (self.dataset or {}).get("root"), self.config.get("data")):
+            if isinstance(v, str) and v:
+                return v
+        return None
 
 
 # -- the to_frame row ----------------------------------------------------------------
@@ -179,6 +223,20 @@ def frame_row(r: Mapping[str, Any]) -> dict[str, Any]:
 def dumps_record(rec: Any) -> str:
     """A record as compact JSON; NaN/Infinity kept (Python's JSON dialect), so it round-trips."""
     return json.dumps(rec, separators=(",", ":"), allow_nan=True, default=str)
+
+
+def jsonable(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """``fields`` as a record holds them: a JSON round trip (``str()`` for what JSON cannot hold, NaN kept)."""
+    return json.loads(json.dumps(dict(fields), default=str, allow_nan=True))
+
+
+def canonical(rec: Mapping[str, Any], metrics: list[dict[str, Any]]) -> str:
+    """A run's content as one comparable string (import and migration: "is it the same run?").
+
+    Left out: ``dir`` (where one log keeps the run) and a folded-in ``metrics`` list (``metrics`` is compared).
+    """
+    body = {k: v for k, v in rec.items() if k not in ("dir", "metrics")}
+    return json.dumps([body, metrics], sort_keys=True, allow_nan=True, default=str)
 
 
 def loads(text: str | bytes) -> Any:

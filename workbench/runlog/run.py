@@ -1,18 +1,26 @@
-"""``Run``: the live handle on one run — buffered per-step metrics, heartbeat, status, finish."""
+"""``Run``: the live handle on one run — buffered per-step metrics, heartbeat, status, finish.
+
+Also :func:`transition`, the one way a run's status moves (``Run`` and ``RunLog`` both call it).
+"""
 from __future__ import annotations
 
 import json
 import math
+import os
+import socket
 import threading
 import time
 import warnings
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
+from .env import proc_start_time, utcnow
 from .errors import RunLogError, TransitionRefused
-from .records import ACTIVE
+from .records import ACTIVE, STATUSES, TRANSITIONS, jsonable
 
 if TYPE_CHECKING:
     from .log import RunLog
+    from .store import Store
 
 HEARTBEAT_EVERY_S = 5.0
 #: Metric lines kept in memory while the store refuses writes (disk full); older ones are dropped.
@@ -120,7 +128,8 @@ class Run:
         """True while this handle runs a heartbeat thread."""
         return self._hb is not None and self._hb.is_alive()
 
-    def _start_heartbeat(self) -> None:
+    def start_heartbeat(self) -> None:
+        """Beat from a thread while the run is active (``RunLog.start`` and ``set_status`` call it)."""
         if self._beats is False or self.beating:
             return
         self._stop.clear()  # no beat here: writing the active status was one
@@ -143,14 +152,17 @@ class Run:
                 n = 0
                 self._beat()
 
-    def _stop_heartbeat(self) -> None:
+    def stop_heartbeat(self, wait: bool = True) -> None:
+        """Stop the heartbeat thread; ``wait=False`` only tells it to stop (``RunLog.close`` does not wait)."""
         self._stop.set()
+        if not wait:
+            return
         if self._hb is not None and self._hb is not threading.current_thread():
             self._hb.join(timeout=5)
         self._hb = None
 
     def _close(self) -> None:
-        self._stop_heartbeat()
+        self.stop_heartbeat()
         with self._lock:
             try:
                 self._flush_locked(fsync=True)
@@ -174,13 +186,16 @@ class Run:
         """Set record fields (not status: use ``set_status``)."""
         if "status" in fields:
             raise RunLogError("use set_status() to change a run's status")
-        self.log._update(self.id, fields)
+        if "id" in fields:
+            raise RunLogError(f"run {self.id}: id cannot be changed")
+        fields = jsonable(fields)
+        self.log.store.modify(self.id, lambda doc: {**doc, **fields, "updated_at": utcnow()})
 
     def set_status(self, status: str, **fields: Any) -> None:
         """Move the run to ``status`` (validated against ``TRANSITIONS``)."""
-        self.log._transition(self.id, status, fields)
+        transition(self.log.store, self.id, status, fields)
         if status in ACTIVE:
-            self._start_heartbeat()
+            self.start_heartbeat()
 
     def log_epoch(self, epoch: int, metrics: Mapping[str, Any], step: int | None = None) -> None:
         """Record end-of-epoch metrics: in the metrics rows and in the record's ``epochs`` list."""
@@ -189,7 +204,13 @@ class Run:
 
     def record_epoch(self, epoch: int, metrics: Mapping[str, Any]) -> None:
         """Set the record's ``epochs`` entry for ``epoch`` (replacing an earlier one); no metrics row."""
-        self.log._append_epoch(self.id, {"epoch": int(epoch), **{k: float(v) for k, v in metrics.items()}})
+        entry = jsonable({"epoch": int(epoch), **{k: float(v) for k, v in metrics.items()}})
+
+        def add(doc: dict[str, Any]) -> dict[str, Any]:
+            epochs = [e for e in (doc.get("epochs") or []) if e.get("epoch") != entry["epoch"]]
+            return {**doc, "epochs": epochs + [entry], "updated_at": utcnow()}
+
+        self.log.store.modify(self.id, add)
 
     def finish(self, status: str = "completed", summary: Mapping[str, Any] | None = None,
                error: str | None = None, **fields: Any) -> None:
@@ -198,7 +219,7 @@ class Run:
         If the store refuses metric rows (disk full), the status is still written, with
         ``metrics truncated: <reason>`` in ``error``.
         """
-        self._stop_heartbeat()
+        self.stop_heartbeat()
         with self._lock:
             lines, self._buf = self._buf, []
             if self._writer is not None:
@@ -222,7 +243,7 @@ class Run:
 
         try:
             earlier = self._write_error if self._dropped else None  # rows kept in memory get stored now
-            self.log._transition(self.id, status, merge=merge(truncated(earlier, self._dropped)), metrics=lines)
+            transition(self.log.store, self.id, status, merge=merge(truncated(earlier, self._dropped)), metrics=lines)
         except TransitionRefused:
             if lines:  # keep the rows even though the status change is refused
                 w = self.log.store.metrics_writer(self.id)
@@ -238,7 +259,56 @@ class Run:
                 raise
             # the store took no rows: record the outcome without them, and why
             reason = self._write_error or str(exc).split(": ", 1)[-1]
-            self.log._transition(self.id, status, merge=merge(truncated(reason, len(lines) + self._dropped)))
+            transition(self.log.store, self.id, status, merge=merge(truncated(reason, len(lines) + self._dropped)))
 
     def __repr__(self) -> str:
         return f"Run(id={self.id!r})"
+
+
+def transition(store: "Store", run_id: str, status: str, fields: Mapping[str, Any] | None = None,
+               merge: Callable[[dict[str, Any]], Mapping[str, Any]] | None = None,
+               metrics: list[str] | None = None) -> None:
+    """Move run ``run_id`` (an exact id) to ``status``, validated against ``TRANSITIONS``, in one store write.
+
+    ``merge(current record)``: fields computed from the record inside that write (``finish``'s
+    summaries); ``metrics``: metric lines stored with it (a run's last rows land with its status).
+    """
+    if status not in STATUSES:
+        raise TransitionRefused(f"unknown status {status!r}; allowed: {', '.join(STATUSES)}")
+    base = jsonable(fields or {})
+    store.modify(run_id, lambda doc: _moved(run_id, doc, status, {
+        **base, **(jsonable(merge(doc)) if merge else {})}), metrics=metrics)
+
+
+def _moved(run_id: str, doc: dict[str, Any], status: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The record after a validated status transition (called inside the store's transaction)."""
+    old = doc["status"]
+    if status != old and status not in TRANSITIONS[old]:
+        allowed = ", ".join(TRANSITIONS[old]) or "none (final)"
+        raise TransitionRefused(f"run {run_id}: cannot go from {old!r} to {status!r}; allowed: {allowed}")
+    now = utcnow()
+    upd = {**doc, **fields, "status": status, "updated_at": now}
+    if status in ACTIVE:
+        upd.update(pid=os.getpid(), pid_start=proc_start_time(os.getpid()), host=socket.gethostname())
+    if status == "running" and not doc.get("started_at"):
+        upd["started_at"] = now
+    if status == "testing":
+        upd["test_started_at"] = now
+    durations = dict(doc.get("durations") or {})
+    if old == "running" and status != "running" and doc.get("started_at"):
+        durations["train_s"] = _seconds_between(doc["started_at"], now)
+    if old == "testing" and status != "testing" and doc.get("test_started_at"):
+        durations["test_s"] = _seconds_between(doc["test_started_at"], now)
+    if status not in ACTIVE:
+        upd["ended_at"] = now
+        durations["total_s"] = _seconds_between(doc["created_at"], now)
+    upd["durations"] = {**durations, **(fields.get("durations") or {})}
+    upd["history"] = list(doc.get("history") or []) + [{"status": status, "at": now}]
+    return upd
+
+
+def _seconds_between(a: str, b: str) -> float:
+    try:
+        return round((datetime.fromisoformat(b) - datetime.fromisoformat(a)).total_seconds(), 3)
+    except (TypeError, ValueError):
+        return math.nan

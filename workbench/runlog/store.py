@@ -1,6 +1,6 @@
-"""Where run records live: the store interface and the choice of backend.
+"""Where run records live: the store interface every backend implements.
 
-``open_store(location)`` picks the backend from the location ``RunLog`` was given:
+:func:`.backends.open_store` picks the backend from the location ``RunLog`` was given:
 
 ======================================  ===============================================
 ``None``                                ``$WORKBENCH_DB``, else ``$WORKBENCH_HOME/runs.db``
@@ -17,15 +17,13 @@ the same tests (``tests/runlog``).
 """
 from __future__ import annotations
 
-import os
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, Callable, Iterable, Protocol
 
-from .. import paths
 from .errors import RunLogError, RunLogFileError
 
-__all__ = ["RunLogError", "RunLogFileError", "Store", "MetricsWriter", "open_store", "Filters"]
+__all__ = ["RunLogError", "RunLogFileError", "Store", "MetricsWriter", "Filters", "runs_dir_for"]
 
 #: ``(name, kind, statuses, tag)``: the filters every backend answers itself (indexed).
 Filters = tuple[str | None, str | None, tuple[str, ...] | None, str | None]
@@ -122,37 +120,3 @@ class Store(ABC):
 def runs_dir_for(db_file: Path, default_name: str) -> Path:
     """``runs/`` next to the default file name, ``<stem>_runs/`` next to any other."""
     return db_file.parent / ("runs" if db_file.name == default_name else db_file.stem + "_runs")
-
-
-def _is_url(s: str, *schemes: str) -> bool:
-    return any(s.lower().startswith(sc + ":") for sc in schemes)
-
-
-def open_store(location: str | os.PathLike | None = None, *, fsync: bool = True) -> Store:
-    """The backend for ``location`` (see the module docstring)."""
-    if location is None:
-        location = paths.runlog_location()
-    loc = os.fspath(location)
-    if _is_url(loc, "postgresql", "postgres"):
-        from .store_postgres import PostgresStore
-
-        return PostgresStore(loc, fsync=fsync)
-    if _is_url(loc, "tinydb"):
-        from .store_json import JsonStore
-
-        return JsonStore(Path(loc.split(":", 1)[1]).expanduser(), fsync=fsync)
-    if _is_url(loc, "sqlite"):
-        loc = loc.split(":", 1)[1]
-        loc = loc[2:] if loc.startswith("///") else loc  # sqlite:///abs/path → /abs/path
-    if "://" in loc:
-        raise RunLogError(f"unknown run-log location {loc!r}: use a file path, tinydb:PATH or"
-                          " postgresql://user@host/db")
-    path = Path(loc).expanduser()
-    from .store_sqlite import SQLiteStore
-
-    legacy = None
-    if path.suffix == ".json":
-        legacy, path = path, path.with_suffix(".db")
-    elif path.suffix == ".db":
-        legacy = path.with_suffix(".json")
-    return SQLiteStore(path, fsync=fsync, legacy=legacy)

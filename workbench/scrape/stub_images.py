@@ -35,7 +35,7 @@ class ImageRoutes:
                 self._cache[key] = hit
         return hit
 
-    def _image(self, h: Any, path: str, kind: str) -> None:
+    def serve_image(self, h: Any, path: str, kind: str) -> None:
         if self.image_latency:
             time.sleep(self.image_latency)
         parts = path.strip("/").split("/")
@@ -63,7 +63,7 @@ class ImageRoutes:
             body, ctype = self._image_bytes(base_q, style, size, i)
         h.send(200, body, ctype, {"Cache-Control": "max-age=86400"})
 
-    def _fault_image(self, h: Any, path: str) -> None:
+    def serve_fault_image(self, h: Any, path: str) -> None:
         parts = path.strip("/").split("/")
         fault = parts[1] if len(parts) > 1 else ""
         if self.image_latency:

@@ -11,7 +11,8 @@ from typing import Any, Sequence
 
 import ipywidgets as W
 
-from ..records import RunView
+from ..provenance import lineage_text, lr_find_text, resume_text
+from ..runlog.records import RunRecord
 from ..runlog import STATUSES
 from . import plots
 
@@ -19,7 +20,7 @@ ALL = "(all)"
 
 
 def _result(rec: dict) -> str:
-    score = RunView.of(rec).score()
+    score = RunRecord.from_dict(rec).score()
     return "" if score is None else str(score)
 
 
@@ -105,6 +106,8 @@ class RunsPanel:
                                   f" {html.escape(str(r.get('status')))}"
                                   + (f" <span style='color:#b00'>{html.escape(str(r['error']))}</span>"
                                      if r.get("error") else "")
+                                  + "".join(f"<div class='wb-lineage'>{html.escape(t)}</div>"
+                                            for t in (lineage_text(r), resume_text(r), lr_find_text(r)) if t)
                                   + f"<pre>config: {html.escape(json.dumps(r.get('config'), indent=1))}</pre>"
                                   f"<pre>summary: {html.escape(json.dumps(short, indent=1, default=str))}</pre>")
         else:
