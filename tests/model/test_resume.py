@@ -65,9 +65,19 @@ def stop_at(flag: StopFlag, at: int):
     return StopAt()
 
 
+#: The SIGKILL test's run: 12 epochs (252 steps) with a checkpoint every few steps, so the kill
+#: lands mid-epoch however fast the machine. Regression: 3 epochs with a checkpoint every 0.1 s
+#: wrote only epoch-end checkpoints on an idle CI machine (an epoch took 40 ms) and ended unkilled.
+LONG = {**SLOW, "epochs": 12}
+
+
 @pytest.mark.slow  # two job processes (torch and Lightning imported twice): 15-30 s on 2 shared cores
-def test_a_sigkilled_subprocess_run_resumes_to_the_planned_steps_and_the_same_result(sixty, reference, runlog):
-    cmd = fast_command(name="killed", checkpoint_every_s=0.1, **SLOW)
+def test_a_sigkilled_subprocess_run_resumes_to_the_planned_steps_and_the_same_result(sixty, runlog, tmp_path):
+    from workbench.runlog import RunLog
+
+    ref_log = RunLog(tmp_path / "ref.db")
+    reference = ref_log.get(training.run_training(fast_command(name="ref-long", **LONG), sixty, log=ref_log)["run_id"])
+    cmd = fast_command(name="killed", checkpoint_every_s=0.005, **LONG)  # every few steps, however fast
     job = jobs.start_training(cmd, sixty, log=runlog, mode="subprocess")
     ckpt = Path(runlog.get(job.run_id, metrics=False)["dir"]) / "checkpoints" / "last.ckpt"
     t0, step = time.monotonic(), 0
@@ -77,7 +87,7 @@ def test_a_sigkilled_subprocess_run_resumes_to_the_planned_steps_and_the_same_re
                 step = int(load_checkpoint(ckpt)["global_step"])
             except Exception:  # (replaced while being read)
                 step = 0
-            if step % PER_EPOCH and step < 2 * PER_EPOCH and len(runlog.read_metrics(job.run_id)) > step + 2:
+            if step % PER_EPOCH and step < 11 * PER_EPOCH and len(runlog.read_metrics(job.run_id)) > step + 2:
                 break
         time.sleep(0.02)
     assert not job.done, "the run ended before it could be killed"
@@ -89,7 +99,7 @@ def test_a_sigkilled_subprocess_run_resumes_to_the_planned_steps_and_the_same_re
     rec = runlog.get(job.run_id)
     assert res is not None and res["status"] == "trained" and rec["id"] == job.run_id, again.error
     assert rec["resumes"][0]["from_status"] == "crashed" and rec["resumes"][0]["from_step"] % PER_EPOCH
-    _check_steps(rec, 3 * PER_EPOCH)
+    _check_steps(rec, 12 * PER_EPOCH)
     assert rec["summary"]["final_val_accuracy"] == pytest.approx(reference["summary"]["final_val_accuracy"], abs=1e-6)
     ref, got = _losses(reference), _losses(rec)
     assert all(abs(ref[s] - got[s]) < 1e-5 for s in ref), "not the uninterrupted run's losses"
