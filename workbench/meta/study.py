@@ -7,21 +7,36 @@ their stop points). Trials tagged ``prior`` (warm-start evidence from other task
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any
 
 from .. import paths
 
-__all__ = ["study_storage", "own_trials", "trials_frame", "anytime_curve", "pruned_trials"]
+__all__ = ["study_storage", "rdb_url", "own_trials", "trials_frame", "anytime_curve", "pruned_trials"]
+
+
+def rdb_url(url: str) -> str:
+    """An RDB URL for SQLAlchemy: ``postgresql://`` goes through psycopg 3 (the run log's driver).
+
+    SQLAlchemy reads a bare ``postgresql://`` (or ``postgres://``) as psycopg2, which the workbench
+    does not install; a URL naming its driver (``postgresql+…://``) is kept as given.
+    """
+    import importlib.util
+
+    m = re.match(r"(postgresql|postgres)://", url)
+    if m and importlib.util.find_spec("psycopg2") is None:
+        return "postgresql+psycopg://" + url[m.end():]
+    return url
 
 
 def study_storage(storage: str | None, name: str):
-    """An Optuna storage: an RDB URL as given, else a journal file (a path, or the default one)."""
+    """An Optuna storage: an RDB URL (see :func:`rdb_url`), else a journal file (a path, or the default one)."""
     import optuna
     from optuna.storages.journal import JournalFileBackend
 
     if storage and "://" in storage:
-        return optuna.storages.RDBStorage(storage)
+        return optuna.storages.RDBStorage(rdb_url(storage))
     path = Path(storage).expanduser() if storage else paths.home() / "studies" / f"{name}.journal"
     path.parent.mkdir(parents=True, exist_ok=True)
     return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
