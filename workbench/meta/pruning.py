@@ -144,12 +144,12 @@ class TaskMemory:
 
 
 def _neighbours(features: Mapping[str, Any], tasks: Sequence[ReplayTask], k: int) -> list[tuple[ReplayTask, float]]:
-    from .recommend import task_distances
+    from .warmstart import neighbour_distances
 
     tasks = [t for t in tasks if t.features and t.curves]
     if not tasks:
         return []
-    d = task_distances(features, [t.features for t in tasks])
+    d = neighbour_distances(features, [t.features for t in tasks])
     order = sorted(range(len(tasks)), key=lambda i: d[i])[:max(1, k)]
     w = [1.0 / (d[i] + 1e-3) for i in order]
     return [(tasks[i], wi / sum(w)) for i, wi in zip(order, w)]
