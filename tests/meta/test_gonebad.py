@@ -24,6 +24,11 @@ def _fit(runlog, cb, *, learnable=True, epochs=12, lr=0.05, nan_at=None):
 
     from workbench.runlog.lightning import WorkbenchLogger
 
+    # the layer's initial weights, fixed: before, they came from whatever ran earlier in the process, so
+    # the slow learner below was called worse_than_best or flat depending on test order. With seeds 1
+    # and 3 it is called flat (also gone bad: at lr 0.002 it has learned little by the check); seed 2
+    # gives the run each test describes.
+    torch.manual_seed(2)
     g = torch.Generator().manual_seed(0)
     x = torch.randn(400, 8, generator=g)
     y = (x @ torch.randn(8, 4, generator=g)).argmax(1) if learnable else torch.randint(0, 4, (400,), generator=g)

@@ -38,9 +38,10 @@ from typing import Any, Mapping
 
 from ..runlog import RunLog
 from .common import stable_hash
-from .replay import SHIPPED_METADATASET, MetaDataset, trial_value
+from .replay import SHIPPED_METADATASET, trial_value
 from .space import SearchSpace, SpaceError, load_space
-from .study import anytime_curve, own_trials as _own, pruned_trials, study_storage, trials_frame
+from .study import (anytime_curve, check_trial_budget, memory_of, own_trials as _own, pruned_trials, study_storage,
+                    trials_frame)
 
 __all__ = ["Budget", "TuneResult", "tune", "anytime_curve", "trials_frame", "pruned_trials", "study_storage",
            "SHIPPED_METADATASET", "PRUNERS", "SAMPLERS"]
@@ -234,6 +235,7 @@ def _objective(spec: _Spec, space: SearchSpace, log: RunLog):
     repeats = [0]
 
     def objective(trial: Any) -> float:
+        check_trial_budget(trial, spec.budget.kind, spec.budget.amount)
         params = space.suggest(trial)
         key = space.key_of(params)
         done = _own(trial.study, (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED))
@@ -317,34 +319,17 @@ def _run_worker(spec: _Spec, worker: int = 0, ready: Any = None) -> None:
 
 # -- the public entry point -----------------------------------------------------------------------
 
-def _where(log: RunLog) -> str:
-    """The run log's location for a note, without any password a database URL carries."""
-    return re.sub(r"://[^@/]*@", "://", str(log.path))
+def _learned_pruner(hist: Any, feats: Mapping[str, Any]) -> tuple[Any, Any, str]:
+    """The learned pruner's model and the new task's memory (``None`` with fewer than 2 past tasks), and a note."""
+    from .pruning import fitted_model
 
-
-def _describe(md: MetaDataset) -> str:
-    return f"{len(md)} past task(s), {sum(len(t.curves) for t in md.tasks.values())} run(s)"
-
-
-def _history(history: Any, space: SearchSpace, log: RunLog, name: str) -> tuple[MetaDataset, str]:
-    """The memory and a note saying what it is (which sources, how many past tasks and runs)."""
-    if history is None:
-        return MetaDataset({}, space), "memory: none (history=None)"
-    if isinstance(history, MetaDataset):
-        return history, f"memory: the given MetaDataset, {_describe(history)}"
-    if isinstance(history, str) and history == "auto":
-        own = MetaDataset.load(log, space, exclude_tags=[f"study:{name}"])
-        parts = [f"run log {_where(log)}: {_describe(own)}"]
-        hist = own
-        if SHIPPED_METADATASET.is_file():
-            shipped = MetaDataset.load(SHIPPED_METADATASET, space)
-            hist = shipped.merge(own)
-            parts.insert(0, f"shipped meta-dataset {SHIPPED_METADATASET}: {_describe(shipped)} on this space")
-        else:  # said, never silent: an install without the package data
-            parts.insert(0, f"shipped meta-dataset missing at {SHIPPED_METADATASET}")
-        return hist, f"memory: {_describe(hist)} ({'; '.join(parts)})"
-    hist = MetaDataset.load(history, space, exclude_tags=[f"study:{name}"])
-    return hist, f"memory: {history}: {_describe(hist)} on this space"
+    if len(hist) < 2:
+        return None, None, "learned pruner: fewer than 2 past tasks with curves; MedianPruner instead"
+    model = fitted_model(hist)
+    memory = model.memory_for(feats)
+    return model, memory, (f"learned pruner: trained on {model.n_curves} curves of {model.n_tasks} past tasks "
+                           f"(mean threshold {model.threshold:.2f}); memory: "
+                           f"{', '.join(memory.names) if memory else 'none'}")
 
 
 def _checked(data: Any, space: Any, budget: Any, base: Mapping[str, Any] | None, pruner: Any, sampler: str,
@@ -402,7 +387,6 @@ def tune(data: str | os.PathLike, space: Any = None, budget: Any = "20 trials", 
     import optuna
 
     from .features import task_features
-    from .pruning import fitted_model
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     budget, root, sp, base_cmd = _checked(data, space, budget, base, pruner, sampler, workers, epochs)
@@ -416,18 +400,11 @@ def tune(data: str | os.PathLike, space: Any = None, budget: Any = "20 trials", 
     feats = task_features(root)
     task = {"path": str(root), "name": root.name, "fingerprint": feats["fingerprint"], "features": feats}
     result = TuneResult(name, study, sp, log_path=str(log.path))
-    hist, memory_note = _history(history if (warm_start or pruner == "learned") else None, sp, log, name)
+    hist, memory_note = memory_of(history if (warm_start or pruner == "learned") else None, sp, log, name)
     result.notes.append(memory_note)
     model = memory = None
     if pruner == "learned":
-        if len(hist) >= 2:
-            model = fitted_model(hist)
-            memory = model.memory_for(feats)
-            result.pruner_note = (f"learned pruner: trained on {model.n_curves} curves of {model.n_tasks} past "
-                                  f"tasks (mean threshold {model.threshold:.2f}); memory: "
-                                  f"{', '.join(memory.names) if memory else 'none'}")
-        else:
-            result.pruner_note = "learned pruner: fewer than 2 past tasks with curves; MedianPruner instead"
+        model, memory, result.pruner_note = _learned_pruner(hist, feats)
         result.notes.append(result.pruner_note)
     if warm_start and not study.trials:
         from .warmstart import warm_start as _ws
