@@ -93,6 +93,17 @@ def test_each_command_answers_help(path, capsys):
         assert text, f"{' '.join(path)} {name} has no help line"
 
 
+def test_every_db_option_names_the_default_run_log():
+    """Regression: four commands' ``--db`` help still named ``runs.json`` after the SQLite move."""
+    seen = 0
+    for path, parser in _all_parsers(build_parser()):
+        for action in parser._actions:
+            if "--db" in action.option_strings:
+                seen += 1
+                assert "runs.db" in action.help and "runs.json" not in action.help, (path, action.help)
+    assert seen >= 5
+
+
 def _shell_blocks(markdown: str) -> list[str]:
     """The bodies of the fenced code blocks marked bash/sh/shell/console (or unmarked)."""
     blocks, body, lang = [], None, ""

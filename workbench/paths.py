@@ -14,7 +14,11 @@ shared between notebooks and processes, so every path comes from here.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 #: File name of the default run log inside ``WORKBENCH_HOME``.
 RUNLOG_FILE = "runs.db"
@@ -60,3 +64,30 @@ def cache_dir() -> Path:
 def quick_mode() -> bool:
     """True when ``WORKBENCH_QUICK`` is set to a truthy value (tests, the tour's ``--quick``)."""
     return os.environ.get("WORKBENCH_QUICK", "").strip().lower() not in ("", "0", "false", "no")
+
+
+@contextmanager
+def replacing(path: str | os.PathLike, suffix: str = ".tmp", directory: bool = False) -> Iterator[Path]:
+    """Write ``path`` (a file, or a folder with ``directory``) atomically and safely.
+
+    Yields a *new* temporary file or folder next to ``path`` (``mkstemp`` / ``mkdtemp``: never an
+    existing file or a link someone planted under a predictable name in a shared cache), renamed
+    over ``path`` when the body succeeds and removed when it fails. ``suffix``: what the name must
+    end with (``.npz`` for ``numpy.savez``).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if directory:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent))
+    else:
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+        os.close(fd)
+        tmp = Path(name)
+    try:
+        yield tmp
+        if directory and path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True) if directory else tmp.unlink(missing_ok=True)
+        raise

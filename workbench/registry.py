@@ -24,6 +24,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 from torch import nn
 
+from .pilops import PIL_OPS_DOC, pil_ops  # noqa: F401  (the PIL table is one of the registry's tables)
+
 _MAX_ALLOWED_SHOWN = 12
 
 
@@ -243,19 +245,6 @@ _TRANSFORM_EXCLUDE = {"Transform", "Lambda", "Compose", "RandomApply", "RandomCh
                       "CutMix", "MixUp", "FiveCrop", "TenCrop", "LinearTransformation", "ToPILImage",
                       "PILToTensor", "ToTensor", "ToImage", "ToPureTensor"}
 
-#: PIL operations a command may apply after decoding (before resizing and caching).
-#: Each maps to ``fn(image, **params) -> image``; all are deterministic, so cached results stay valid.
-PIL_OPS_DOC = {
-    "convert": "Image.convert(mode)", "rotate": "Image.rotate(angle, expand=False)",
-    "transpose": "Image.transpose(method) with method a Transpose name (FLIP_LEFT_RIGHT, ROTATE_90, …)",
-    "crop": "Image.crop(box=[left, upper, right, lower])", "resize": "Image.resize(size=[w, h])",
-    "reduce": "Image.reduce(factor)", "filter": "Image.filter(name) with name in ImageFilter (BLUR, SHARPEN, …)",
-    "autocontrast": "ImageOps.autocontrast(cutoff=0)", "equalize": "ImageOps.equalize()",
-    "grayscale": "ImageOps.grayscale()", "invert": "ImageOps.invert()", "mirror": "ImageOps.mirror()",
-    "flip": "ImageOps.flip()", "posterize": "ImageOps.posterize(bits)", "solarize": "ImageOps.solarize(threshold=128)",
-}
-_PIL_FILTERS = ("BLUR", "CONTOUR", "DETAIL", "EDGE_ENHANCE", "EDGE_ENHANCE_MORE", "EMBOSS", "FIND_EDGES",
-                "SHARPEN", "SMOOTH", "SMOOTH_MORE")
 _DTYPES = {"float32": torch.float32, "float": torch.float32, "float16": torch.float16,
            "bfloat16": torch.bfloat16, "float64": torch.float64, "uint8": torch.uint8}
 
@@ -311,43 +300,6 @@ def transforms() -> dict[str, type]:
     return _classes(v2, v2.Transform, _TRANSFORM_EXCLUDE)
 
 
-def _pil_op(name: str) -> Callable[..., Any]:
-    from PIL import Image, ImageFilter, ImageOps
-
-    if name == "convert":
-        return lambda im, mode: im.convert(mode)
-    if name == "rotate":
-        return lambda im, angle, expand=False: im.rotate(float(angle), expand=bool(expand))
-    if name == "transpose":
-        def transpose(im: Any, method: str) -> Any:
-            choices = [m.name for m in Image.Transpose]
-            if method not in choices:
-                raise ValueError(f"method {method!r} is not one of {', '.join(choices)}")
-            return im.transpose(Image.Transpose[method])
-        return transpose
-    if name == "crop":
-        return lambda im, box: im.crop(tuple(int(v) for v in box))
-    if name == "resize":
-        return lambda im, size: im.resize(tuple(int(v) for v in size))
-    if name == "reduce":
-        return lambda im, factor: im.reduce(int(factor))
-    if name == "filter":
-        def filt(im: Any, name: str) -> Any:
-            if name not in _PIL_FILTERS:
-                raise ValueError(f"filter {name!r} is not one of {', '.join(_PIL_FILTERS)}")
-            return im.filter(getattr(ImageFilter, name))
-        return filt
-    fn = {"autocontrast": ImageOps.autocontrast, "equalize": ImageOps.equalize, "grayscale": ImageOps.grayscale,
-          "invert": ImageOps.invert, "mirror": ImageOps.mirror, "flip": ImageOps.flip,
-          "posterize": ImageOps.posterize, "solarize": ImageOps.solarize}[name]
-    return fn
-
-
-def pil_ops() -> dict[str, Callable[..., Any]]:
-    """The allow-listed PIL operations, name → ``fn(image, **params)``."""
-    return {n: _pil_op(n) for n in PIL_OPS_DOC}
-
-
 TABLES: dict[str, Callable[[], dict[str, Any]]] = {
     "layer": layers, "loss": losses, "optimizer": optimizers, "scheduler": schedulers,
     "transform": transforms, "pil_op": pil_ops,
@@ -371,9 +323,35 @@ def coerce_params(cls: Any, params: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _constructor(cls: Any) -> Any:
+    """The callable whose signature names a class's parameters.
+
+    ``nn.RNN``/``LSTM``/``GRU`` take ``(*args, **kwargs)`` and hand them to ``RNNBase`` (whose
+    ``mode`` they fill in); ``Identity`` and the parameterless activations take ``(*args,
+    **kwargs)`` and accept nothing (``Identity`` would silently swallow any junk parameter).
+    """
+    if not inspect.isclass(cls):
+        return cls
+    init = cls.__init__
+    try:
+        kinds = {p.kind for p in list(inspect.signature(init).parameters.values())[1:]}
+    except (TypeError, ValueError):
+        return init
+    if kinds and kinds <= {inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD}:
+        if issubclass(cls, nn.RNNBase):
+            def rnn(self: Any, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+                    batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
+                    proj_size: int = 0) -> None: ...
+            return rnn
+
+        def nothing(self: Any) -> None: ...
+        return nothing
+    return init
+
+
 def signature_params(cls: Any) -> tuple[list[str], list[str], bool]:
     """(all parameter names, required names, accepts **kwargs) of a class or function."""
-    target = cls.__init__ if inspect.isclass(cls) else cls
+    target = _constructor(cls)
     try:
         sig = inspect.signature(target)
     except (TypeError, ValueError):

@@ -51,7 +51,11 @@ def prepare(command: Command | Mapping[str, Any] | str | Path, data: Any = None)
     naming the field), before a run exists: ``train --check``, jobs and sweeps call it first.
     """
     cmd = commands.parse(command)
-    return recipe_for(cmd).prepare(data)
+    adjusted = cmd.fit_machine()  # what cannot run on this machine fails before the data is read
+    prepared = recipe_for(cmd).prepare(data)
+    if adjusted:
+        prepared.record["adjusted"] = adjusted
+    return prepared
 
 
 def create_run(log: RunLog, prepared: Prepared, *, name: str | None = None, tags: Iterable[str] = (),
@@ -391,6 +395,7 @@ def run_test(run_ref: str, data: Any = None, *, limit: int | None = None, log: R
     """
     import pytorch_lightning as pl
 
+    from .commands.machine import available
     from .learners.loading import load_learner, run_file
 
     runtime.quiet_lightning()
@@ -401,27 +406,30 @@ def run_test(run_ref: str, data: Any = None, *, limit: int | None = None, log: R
                           f" {', '.join(TESTABLE)} runs can be tested")
     module, cmd = load_learner(rec)
     plan = recipe_for(cmd).test_plan(module, rec, data, limit, **options)  # bad options fail before any change
+    report = run_file(rec, "test_report.json") if record and plan.report is not None else None  # (and a bad path)
+    # a run trained on a GPU is tested on whatever this machine has: testing is device-independent
+    accel = accelerator or (cmd.trainer.accelerator if available(cmd.trainer.accelerator) else "auto")
     run = log.handle(rec["id"]) if record else None
     if run is not None:
         run.set_status("testing", test_config=plan.config)
     try:
         with runtime.job_threads(threads if threads is not None else cmd.threads):
-            trainer = pl.Trainer(logger=False, accelerator=accelerator or cmd.trainer.accelerator, devices=1,
-                                 enable_progress_bar=progress, enable_model_summary=False, enable_checkpointing=False,
-                                 inference_mode=False)
+            trainer = pl.Trainer(logger=False, accelerator=accel, devices=1, enable_progress_bar=progress,
+                                 enable_model_summary=False, enable_checkpointing=False, inference_mode=False)
             trainer.test(module, verbose=False, **plan.loaders)
         summary = plan.finish(module)
     except BaseException as exc:
-        if run is not None:
-            run.finish("failed" if isinstance(exc, Exception) else "stopped", error=runtime.error_text(exc))
+        if run is not None:  # a failed test never costs a run its training: back to what it was, with the reason
+            run.finish(rec["status"], test_error=runtime.error_text(exc))
         raise
     details = plan.details(module) if plan.details else {}
     if run is not None:
         arts = dict(rec.get("artifacts") or {})
-        if plan.report is not None:
-            run_file(rec, "test_report.json").write_text(json.dumps(plan.report(module)), encoding="utf-8")
+        if report is not None:
+            report.write_text(json.dumps(plan.report(module)), encoding="utf-8")
             arts["test_report"] = "test_report.json"
-        run.finish("completed", summary=summary, artifacts=arts)
+        cleared = {"test_error": None} if rec.get("test_error") else {}
+        run.finish("completed", summary=summary, artifacts=arts, **cleared)
     return {"run_id": rec["id"], "status": "completed" if record else rec["status"], "summary": summary,
             "error": None, "lines": plan.lines(summary), "details": details}
 

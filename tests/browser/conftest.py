@@ -299,6 +299,25 @@ class Lab:
                         .map(e => (e.closest('.jp-OutputArea-output') || e)
                                   .innerText.replace(/\\s+/g, ' ').trim().slice(0, 60))""")
 
+    def console_errors(self) -> list[str]:
+        """Errors the front end logged (a widget state it could not apply, an exception in the page)."""
+        return [m for m in self.console if m.startswith(("[error]", "[pageerror]"))
+                and "favicon" not in m]
+
+    def stderr_outputs(self) -> list[str]:
+        """Every stderr output in the notebook (Lightning chatter, warnings, tracebacks)."""
+        stderr = self.notebook.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+        return [t.strip()[:300] for t in stderr.all_inner_texts() if t.strip()]
+
+    def assert_clean(self, where: str) -> None:
+        """No broken image, no front-end error, no traceback on the page right now."""
+        broken = self.broken_images()
+        assert not broken, f"{where}: {len(broken)} broken-image icon(s): {broken}"
+        errors = self.console_errors()
+        assert not errors, f"{where}: the front end logged errors:\n" + "\n".join(errors[:10])
+        tracebacks = self.error_outputs()
+        assert not tracebacks, f"{where}: a traceback on the page:\n" + "\n---\n".join(tracebacks)
+
     def assert_widgets_rendered(self, min_widgets: int = 1) -> None:
         """At least ``min_widgets`` widget views drawn, none stuck loading or failed, no traceback."""
         errors = self.error_outputs()
@@ -312,6 +331,41 @@ class Lab:
         views = self.notebook.locator(".jp-OutputArea-output .jupyter-widgets.widget-container,"
                                   " .jp-OutputArea-output .jupyter-widgets:not(.widget-container)")
         assert views.count() >= min_widgets, f"only {views.count()} widget views on the page"
+
+    def plots(self):  # noqa: ANN201
+        """The plotly figures drawn in the notebook (interactive charts and panels' live figures)."""
+        return self.notebook.locator(".js-plotly-plot")
+
+    def show_plots(self, timeout_s: float = 30.0) -> int:
+        """Scroll every plotly output into view (JupyterLab's plotly renderer draws a figure once it
+        is on screen) and wait until each is drawn; returns how many plotly figures the page has."""
+        outs = self.notebook.locator(".jp-RenderedPlotly")
+        for i in range(outs.count()):
+            out = outs.nth(i)
+            out.scroll_into_view_if_needed()
+            deadline = time.monotonic() + timeout_s
+            while not out.locator("svg.main-svg").count() and time.monotonic() < deadline:
+                self.page.wait_for_timeout(200)
+            assert out.locator("svg.main-svg").count(), f"plotly output {i} was never drawn"
+        return self.plots().count()
+
+    @staticmethod
+    def y_ticks(plot) -> list[str]:  # noqa: ANN001
+        """The y-axis tick labels a plotly figure shows, with where they are drawn (a log axis may
+        label 0.5, 1, 2 as a linear one does, but not at the same heights)."""
+        return plot.evaluate("el => Array.from(el.querySelectorAll('.ytick text'))"
+                             ".map(t => t.textContent + '@' + (t.getAttribute('transform') || t.getAttribute('y')))")
+
+    @staticmethod
+    def y_axis_type(plot) -> str:  # noqa: ANN001
+        """The y-axis type the page's plotly figure was drawn with (``linear`` / ``log``)."""
+        return plot.evaluate("el => { const p = el.classList.contains('js-plotly-plot') ? el :"
+                             " el.querySelector('.js-plotly-plot'); return p._fullLayout.yaxis.type }")
+
+    @staticmethod
+    def trace_names(plot) -> list[str]:  # noqa: ANN001
+        """The legend entries of a plotly figure."""
+        return plot.evaluate("el => Array.from(el.querySelectorAll('.legendtext')).map(t => t.textContent)")
 
     def shot(self, name: str) -> Path:
         """Screenshot the page as ``NN_name.png`` in this test's artifact folder."""

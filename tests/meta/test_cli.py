@@ -13,7 +13,7 @@ def test_runs_compare_prints_table_and_diff(runlog, synth, capsys, tmp_path):
     png = tmp_path / "curves.png"
     assert main(["runs", "compare", a, "sgd", "--db", str(runlog.path), "--plot", str(png)]) == 0
     out = capsys.readouterr().out
-    assert "final.train_loss" in out and "config keys that differ" in out
+    assert "train_loss final" in out and "config keys that differ" in out
     assert "optimizer.name" in out and "batch_size" not in out.split("config keys that differ")[1]
     assert png.stat().st_size > 1000
     assert main(["runs", "compare", a, b, "--db", str(runlog.path), "--json"]) == 0

@@ -40,7 +40,7 @@ def test_runs_list_show_rm(tmp_path):
     assert rec["config"] == {"lr": 0.1} and rec["metrics"][0]["train_loss"] == 0.5
     out = wb("runs", "show", "alpha", "--db", db, check=True)
     assert a.id in out.stdout and "completed" in out.stdout
-    out = wb("runs", "rm", b.id, "--db", db, check=True)
+    out = wb("runs", "rm", b.id, "--db", db, "--yes", check=True)
     assert [r["name"] for r in RunLog(log.path).runs()] == ["alpha"]
 
 

@@ -144,3 +144,37 @@ def test_cli_export_import(tmp_path):
     out = wb("runs", "import", str(tmp_path / "bad.jsonl"), home=tmp_path / "b")
     assert out.returncode == 1 and "Traceback" not in out.stderr
     assert out.stderr.strip().startswith(f"error: {tmp_path / 'bad.jsonl'}:1: not a run record")
+
+
+@pytest.mark.parametrize("source", ["fifo", "device", "one_giant_line"])
+def test_an_import_file_that_never_ends_or_is_one_giant_line_is_refused(tmp_path, monkeypatch, source):
+    """Regression: `runs import /dev/zero` read without limit (it died after 32 s under a 6 GB cap)."""
+    import workbench.runlog.export as export
+
+    log = RunLog(tmp_path / "runs.db")
+    if source == "fifo":
+        path = tmp_path / "pipe.jsonl"
+        os.mkfifo(path)  # opening it would block forever: it must be refused by its type first
+        needle = "not a regular file"
+    elif source == "device":
+        path, needle = "/dev/zero", "not a regular file"
+    else:
+        monkeypatch.setattr(export, "MAX_LINE_BYTES", 1000)
+        path, needle = tmp_path / "big.jsonl", "longer than"
+        path.write_bytes(b"x" * 5000)
+    with pytest.raises(RunLogError, match=needle):
+        log.import_(path)
+    assert log.find() == []
+
+
+@pytest.mark.parametrize("where", ["/dev/null", "folder"])
+def test_a_run_log_location_that_is_not_a_file_is_refused_unwritten(tmp_path, where):
+    """Regression: `--db /dev/null` failed with SQLite's "disk I/O error" and left /dev/null-journal."""
+    loc = tmp_path if where == "folder" else where
+    before = set(os.listdir(os.path.dirname(os.fspath(loc)) if where != "folder" else tmp_path))
+    with pytest.raises(RunLogError, match="folder" if where == "folder" else "not a regular file"):
+        RunLog(loc)
+    with pytest.raises(RunLogError):
+        RunLog(f"tinydb:{loc}")
+    after = set(os.listdir(os.path.dirname(os.fspath(loc)) if where != "folder" else tmp_path))
+    assert after == before

@@ -72,7 +72,7 @@ def test_panel_in_a_real_kernel(shapes_dir):
                 state = m["content"]["data"].get("state", {})
                 if m["content"]["comm_id"] == ids["status"] and "running" in str(state.get("value", "")):
                     status_updates.append(state["value"])
-                if m["content"]["comm_id"] == ids["plot"] and m.get("buffers"):
+                if m["content"]["comm_id"] == ids["plot"] and state:  # the live figure's new data
                     plot_updates += 1
             time.sleep(0.1)
         # live updates from the panel's thread arrived while other cells were executing

@@ -70,7 +70,7 @@ def test_a_few_shot_command_with_missing_data_creates_no_run(runlog, tmp_path):
     with pytest.raises(ConfigError) as ei:
         jobs.start_training(few_shot(data=str(tmp_path / "nowhere")), log=runlog)
     assert ei.value.path == "data" and "nowhere" in str(ei.value)
-    with pytest.raises(ConfigError, match="^episodes: k_shot \\+ q_query = 30"):  # a task that cannot be drawn
+    with pytest.raises(ConfigError, match=r"^episodes.k_shot: train split of \d+ classes: k_shot \+ q_query = 30"):
         jobs.start_training(few_shot(episodes={"n_way": 3, "k_shot": 10, "q_query": 20}), log=runlog)
     assert runlog.runs() == []
 

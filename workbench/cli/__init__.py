@@ -5,8 +5,10 @@ Each module in ``COMMAND_MODULES`` exposes ``register(subparsers)``.
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import os
+import re
 import sys
 from typing import Sequence
 
@@ -33,8 +35,25 @@ class _OneLineHelp(argparse.HelpFormatter):
                                           self._current_indent + self._indent_increment + longest)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with "did you mean" for a mistyped command or action (``workbench trian``).
+
+    Python 3.12's ``suggest_on_error`` does this; this package supports 3.10 too. Sub-parsers
+    are built with the same class (``add_subparsers`` uses ``type(self)``).
+    """
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        m = re.match(r"argument \S+: invalid choice: '([^']*)' \(choose from (.*)\)$", message)
+        if m:
+            choices = re.findall(r"'([^']*)'", m.group(2)) or [c.strip() for c in m.group(2).split(",")]
+            close = difflib.get_close_matches(m.group(1), choices, n=2, cutoff=0.5)
+            if close:
+                message += f"; did you mean {' or '.join(repr(c) for c in close)}?"
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m workbench",
         description="The meta-learning workbench: scrape → train → record → meta-learn → meta-analyse.",
         formatter_class=_OneLineHelp,

@@ -10,7 +10,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    " checkpoints/last.ckpt in the same record: it ends with the steps it planned,"
                                    " and no metric step is logged twice.")
     p.add_argument("run", help="run id, unique id prefix or name")
-    p.add_argument("--db", metavar="PATH", help="run-log file (default: $WORKBENCH_HOME/runs.json)")
+    p.add_argument("--db", metavar="PATH", help="run log: a file, tinydb:PATH or postgresql://… (default: $WORKBENCH_DB or $WORKBENCH_HOME/runs.db)")
     p.add_argument("--threads", type=int, metavar="N", help="intra-op threads (default: the command's)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_resume)

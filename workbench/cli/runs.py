@@ -1,15 +1,21 @@
 """``python -m workbench runs list|show|rm|export|import``: read, tidy and move the run log, and send runs
-to MLflow or TensorBoard (``runs export --to FORMAT DEST``)."""
+to MLflow or TensorBoard (``runs export --to FORMAT DEST``).
+
+Runs are named on the command line by id, a unique id prefix (the timestamp) or suffix (the
+random tail), or a name; an ambiguous reference is an error listing the candidates. Reads never
+create anything: a missing run log is reported, not made.
+"""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
 
-from ..provenance import lineage_text, lr_find_text, resume_text
-from ..runlog.records import RunRecord
-from ..runlog import RunLog
 from ..exporters.cli import add_export_options, cmd_export_to
+from ..provenance import lineage_text, lr_find_text, resume_text
+from ..runlog import STATUSES, RunLog
+from ..runlog.records import RunRecord
+from ._lookup import check_choice, confirm, describe, open_log, resolve
 from .meta import register_compare
 
 
@@ -24,26 +30,34 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     q = rs.add_parser("list", help="one line per run")
     db_opt(q)
-    q.add_argument("--status", help="only runs with this status")
-    q.add_argument("--kind", help="only runs of this kind")
-    q.add_argument("--name", help="only runs with this name")
+    q.add_argument("--status", help=f"only runs with this status ({', '.join(STATUSES)})")
+    q.add_argument("--kind", help="only runs of this kind (baseline, maml, …, scrape)")
+    q.add_argument("--name", help="only runs whose name contains this (case-insensitive)")
     q.add_argument("--tag", help="only runs with this tag")
     q.add_argument("--json", action="store_true", help="JSON array of records")
     q.set_defaults(func=cmd_list)
 
     q = rs.add_parser("show", help="one run's record")
     db_opt(q)
-    q.add_argument("id", help="run id, unique id prefix, or name")
+    q.add_argument("id", help="run id, unique id prefix or suffix, or name")
     q.add_argument("--json", action="store_true", help="the full record as JSON, metrics included")
     q.set_defaults(func=cmd_show)
 
-    q = rs.add_parser("rm", help="delete a run and its folder")
+    q = rs.add_parser("rm", help="delete a run and its folder (asks first)")
     db_opt(q)
-    q.add_argument("id", help="run id, unique id prefix, or name")
+    q.add_argument("id", help="run id, unique id prefix or suffix, or name")
+    q.add_argument("-y", "--yes", action="store_true", help="delete without asking")
     q.set_defaults(func=cmd_rm)
     register_transfer(rs, db_opt)
     register_compare(rs, db_opt)
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
+
+
+def known_kinds(recs: list[dict]) -> set[str]:
+    """Every kind a run can have: the command language's, scraping, and any already in the log."""
+    from ..commands import KINDS
+
+    return set(KINDS) | {"scrape"} | {str(r.get("kind")) for r in recs if r.get("kind")}
 
 
 def _summary_text(rec: dict) -> str:
@@ -54,32 +68,49 @@ def _summary_text(rec: dict) -> str:
     return f"train_loss={last:.4f}" if isinstance(last, (int, float)) else ""
 
 
+def _short_name(name: str, width: int = 36) -> str:
+    """A name cut in its middle, so the end that tells variants apart stays (``nb04-…/003 lr=0.01``)."""
+    if len(name) <= width:
+        return name
+    keep = width - 1
+    return name[: keep // 3] + "…" + name[-(keep - keep // 3):]
+
+
 def format_table(recs: list[dict]) -> str:
     """A fixed-width table of runs (used by ``runs list`` and the tour)."""
     if not recs:
         return "(no runs)"
     rows = [("ID", "NAME", "KIND", "STATUS", "CREATED", "RESULT")]
     for r in recs:
-        rows.append((r["id"], str(r.get("name", ""))[:28], r.get("kind", ""), r.get("status", ""),
+        rows.append((r["id"], _short_name(str(r.get("name", ""))), r.get("kind", ""), r.get("status", ""),
                      str(r.get("created_at", ""))[:19].replace("T", " "), _summary_text(r)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    log = RunLog(args.db)
-    recs = log.find(status=args.status, kind=args.kind, name=args.name, tag=args.tag)
+    check_choice(args.status, STATUSES, "--status")
+    log = open_log(args.db, must_exist=False)
+    recs = log.runs() if log is not None else []
+    check_choice(args.kind, known_kinds(recs), "--kind")
+    needle = (args.name or "").lower()
+    recs = [r for r in recs if (args.status is None or r.get("status") == args.status)
+            and (args.kind is None or r.get("kind") == args.kind)
+            and (not needle or needle in str(r.get("name", "")).lower())
+            and (args.tag is None or args.tag in (r.get("tags") or []))]
     if args.json:
         json.dump(recs, sys.stdout, indent=1, default=str)
         sys.stdout.write("\n")
+    elif log is None:
+        print(f"(no runs: no run log at {args.db or 'the default location'} yet)")
     else:
         print(format_table(recs))
     return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    log = RunLog(args.db)
-    rec = log.get(args.id)
+    log = open_log(args.db, ref=args.id)
+    rec = log.get(resolve(log, args.id))
     if args.json:
         json.dump(rec, sys.stdout, indent=1, default=str)
         sys.stdout.write("\n")
@@ -106,8 +137,12 @@ def _children(log: RunLog, run_id: str) -> str | None:
 
 
 def cmd_rm(args: argparse.Namespace) -> int:
-    log = RunLog(args.db)
-    rid = log.resolve(args.id)
+    log = open_log(args.db, ref=args.id)
+    rid = resolve(log, args.id)
+    rec = log.get(rid, metrics=False)
+    if not args.yes and not confirm(f"delete run {describe(rec)} and its folder?"):
+        print("not removed", file=sys.stderr)
+        return 1
     log.delete(rid)
     print(f"removed {rid}")
     return 0

@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", metavar="DIR", help="image folder (root/<class>/<image>); overrides the command's 'data'")
     p.add_argument("--name", help="run name (default: the command's name or one made from it)")
     p.add_argument("--tag", action="append", default=[], help="tag for the run (repeatable)")
-    p.add_argument("--db", metavar="PATH", help="run-log file (default: $WORKBENCH_HOME/runs.json)")
+    p.add_argument("--db", metavar="PATH", help="run log: a file, tinydb:PATH or postgresql://… (default: $WORKBENCH_DB or $WORKBENCH_HOME/runs.db)")
     p.add_argument("--check", action="store_true", help="check the command against the data and exit (no run)")
     p.add_argument("--schema", action="store_true", help="print the JSON Schema of training commands and exit")
     p.add_argument("--threads", type=int, metavar="N", help="intra-op threads for this run (default: torch's)")
@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--data", metavar="DIR", help="test on every image of this folder instead")
     q.add_argument("--limit", type=int, metavar="N",
                    help="test on at most N images (few-shot runs: N test episodes, default 600)")
-    q.add_argument("--db", metavar="PATH", help="run-log file (default: $WORKBENCH_HOME/runs.json)")
+    q.add_argument("--db", metavar="PATH", help="run log: a file, tinydb:PATH or postgresql://… (default: $WORKBENCH_DB or $WORKBENCH_HOME/runs.db)")
     q.add_argument("--json", action="store_true", help="print the summary as JSON")
     q.set_defaults(func=cmd_test)
 
@@ -59,13 +59,25 @@ def cmd_train(args: argparse.Namespace) -> int:
         # nohup) inherits that, and Python then installs no KeyboardInterrupt handler: an
         # interrupt would be lost instead of ending the run `stopped`.
         signal.signal(signal.SIGINT, signal.default_int_handler)
-    if args.check:
+    from ._progress import progress_bar, to_stderr
+
+    show = not args.no_progress
+    prepared = None
+    if not args.run_id:  # a background job's pre-created run must record a failed check itself
+        if show or args.check:  # the first seconds (imports, data checks, glyph rendering) are not silent
+            print("checking the command and its data…", file=sys.stderr, flush=True)
         prepared = training.prepare(args.config, args.data)
-        print(f"ok: {prepared.command.kind} command; {prepared.describe}")
-        return 0
+        if args.check:
+            print(f"ok: {prepared.command.kind} command; {prepared.describe}")
+            return 0
+        if show:
+            print(f"training: {prepared.command.kind} command; {prepared.describe}", file=sys.stderr, flush=True)
     log = RunLog(args.db) if args.db else None
-    res = training.run_training(args.config, args.data, log=log, run=args.run_id, name=args.name, tags=args.tag,
-                                progress=not args.no_progress, threads=args.threads)
+    with to_stderr(show):  # stdout keeps the one result line; the bars go to stderr
+        res = training.run_training(prepared.command if prepared else args.config, args.data, log=log,
+                                    run=args.run_id, name=args.name, tags=args.tag, progress=show,
+                                    threads=args.threads, prepared=prepared,
+                                    callbacks=[progress_bar()] if show else [])
     if res.get("run_id") is None:  # a DDP worker (rank > 0): rank zero reports
         return 0
     s = res["summary"]
@@ -77,10 +89,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_test(args: argparse.Namespace) -> int:
     from .. import training
-    from ..runlog import RunLog
+    from ._lookup import open_log, resolve
+    from ._progress import to_stderr
 
-    log = RunLog(args.db) if args.db else RunLog()
-    res = training.run_test(log.resolve(args.run), args.data, limit=args.limit, log=log, progress=not args.json)
+    log = open_log(args.db, ref=args.run)
+    rid = resolve(log, args.run)
+    if not args.json:
+        print(f"testing run {rid}…", file=sys.stderr, flush=True)
+    with to_stderr(not args.json):
+        res = training.run_test(rid, args.data, limit=args.limit, log=log, progress=not args.json)
     if args.json:
         print(json.dumps(res["summary"]))
         return 0

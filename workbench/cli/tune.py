@@ -20,7 +20,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=1, help="processes running trials at once (default 1)")
     p.add_argument("--storage", metavar="URL|FILE", help="Optuna storage: an RDB URL or a journal file")
     p.add_argument("--name", help="study name (default: derived from data, space and base; a rerun resumes)")
-    p.add_argument("--db", metavar="PATH", help="run-log file (default: $WORKBENCH_HOME/runs.json)")
+    p.add_argument("--db", metavar="PATH", help="run log: a file, tinydb:PATH or postgresql://… (default: $WORKBENCH_DB or $WORKBENCH_HOME/runs.db)")
     p.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
     p.add_argument("--no-test", action="store_true", help="do not test each trial on its held-out split")
     p.add_argument("--json", action="store_true", help="best trial and study summary as JSON")

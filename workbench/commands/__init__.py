@@ -15,14 +15,14 @@ naming the field path, the value, the allowed values and close matches::
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Mapping
 
 from ..registry import ConfigError, close_matches, show
 from .baseline import MONITORS, EarlyStopping, TrainingCommand
 from .fewshot import TRAITS, FewShotCommand
-from .fields import Command, Split, TrainerOptions, read_json
+from .fields import Command, Split, TrainerOptions
+from .limits import MAX_STRING, plain, read_command_file, read_json
 
 #: kind → command family. The one dispatch on ``kind``.
 FAMILIES: dict[str, type[Command]] = {"baseline": TrainingCommand, **{k: FewShotCommand for k in TRAITS}}
@@ -33,24 +33,34 @@ __all__ = ["parse", "command_dict", "json_schema", "Command", "TrainingCommand",
 
 
 def command_dict(command: Command | Mapping[str, Any] | str | Path) -> dict[str, Any]:
-    """A command as a plain dict: from a parsed command, a dict, JSON text or a JSON file path."""
+    """A command as a plain dict: from a parsed command, a dict, JSON text or a JSON file path.
+
+    Untrusted input is checked before anything else looks at it (:mod:`.limits`): size, nesting,
+    finite numbers — so a hostile command is refused fast, with the field named.
+    """
     if isinstance(command, Command):
         return command.to_dict()
     if isinstance(command, Mapping):
-        return json.loads(json.dumps(dict(command), default=str))
+        return plain(command)
     if isinstance(command, (str, Path)):
         text = str(command).strip()
-        if text.startswith("{"):  # JSON text (from an editor) rather than a file name
+        if text.startswith(("{", "[")) or len(text) > MAX_STRING:  # JSON text (an editor's), not a file name
             return _object(read_json(text))
         p = Path(command).expanduser()
-        if not p.is_file():
-            raise ConfigError("", f"no command file {str(p)!r}", str(p))
-        try:
-            return _object(read_json(p.read_text(encoding="utf-8")))
-        except ConfigError as exc:
-            raise ConfigError("", f"{p}: {exc.message}", str(p)) from None
+        if not p.exists() and isinstance(command, str) and _json_scalar(text):
+            return _object(read_json(text))
+        return _object(read_command_file(p))
     raise ConfigError("", f"a training command is a dict, a command or a JSON file, got {type(command).__name__}",
-                      command)
+                      type(command).__name__)
+
+
+def _json_scalar(text: str) -> bool:
+    """Text that is a JSON value but not an object (``null``, ``42``, ``"x"``): a wrong command, not a path."""
+    try:
+        read_json(text)
+    except ConfigError:
+        return False
+    return True
 
 
 def _object(v: Any) -> dict[str, Any]:

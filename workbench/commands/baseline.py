@@ -10,23 +10,25 @@ field path, the offending value and the allowed choices — before a run exists.
 """
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, WithJsonSchema
 
 from ..nets.builder import ModelSpec
-from ..registry import Component, ConfigError, show, unknown_name
-from .fields import Bool, Command, PositiveInt, Section, Split, choice, expect, is_int
-from .runner_options import checkable
+from ..registry import Component, ConfigError, show
+from .fields import MAX_IMAGE_SIDE, Bool, Command, PositiveInt, Section, Split, choice, expect, is_int, is_number
 
 #: Metrics a command may monitor (early stopping, ReduceLROnPlateau).
 MONITORS = ("val_loss", "val_accuracy", "train_loss")
 
 
+def _side_ok(v: Any) -> bool:
+    return is_int(v) and 0 < v <= MAX_IMAGE_SIDE
+
+
 def _image_size_ok(v: Any) -> bool:
-    return (is_int(v) and v > 0) or (isinstance(v, list) and len(v) == 2 and all(is_int(x) and x > 0 for x in v))
+    return _side_ok(v) or (isinstance(v, list) and len(v) == 2 and all(_side_ok(x) for x in v))
 
 
 def _early_stopping(v: Any) -> Any:
@@ -39,7 +41,7 @@ class EarlyStopping(Section):
     monitor: Annotated[str, choice(MONITORS, "metric")] = "val_loss"
     patience: PositiveInt = 3
     mode: Annotated[Literal["min", "max"], choice(("min", "max"), "mode")] = "min"
-    min_delta: Annotated[float, expect("a number", lambda v: is_int(v) or isinstance(v, float), float)] = 0.0
+    min_delta: Annotated[float, expect("a finite number", is_number, float)] = 0.0
 
     def model_post_init(self, context: Any) -> None:
         if "mode" not in self.model_fields_set and self.monitor.endswith("accuracy"):  # accuracy goes up
@@ -84,9 +86,10 @@ class TrainingCommand(Command):
     labels: Annotated[list[str] | None, BeforeValidator(_labels)] = None
     #: Target mapping: class folder → label (renames or merges classes before ``labels`` applies).
     label_map: Annotated[dict[str, str] | None, BeforeValidator(_label_map)] = None
-    image_size: Annotated[Any, expect("a positive integer or [height, width]", _image_size_ok),
-                          WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 1},
-                                                    {"type": "array", "items": {"type": "integer"},
+    image_size: Annotated[Any, expect(f"a side from 1 to {MAX_IMAGE_SIDE} or [height, width]", _image_size_ok),
+                          WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 1, "maximum": MAX_IMAGE_SIDE},
+                                                    {"type": "array", "items": {"type": "integer", "minimum": 1,
+                                                                                "maximum": MAX_IMAGE_SIDE},
                                                      "minItems": 2, "maxItems": 2}]})] = 32
     channels: Annotated[int, expect("1 (grayscale) or 3 (RGB)", lambda v: is_int(v) and v in (1, 3))] = 3
     model: ModelSpec = Field(default_factory=ModelSpec)
@@ -119,14 +122,27 @@ class TrainingCommand(Command):
         return f"{model}-{self.optimizer.name}"
 
     def check(self, data: Any = None) -> "TrainingCommand":
-        """:meth:`validate` with the class count of the data folder when it exists (else 2)."""
+        """:meth:`validate` with the class count of the data folder when it exists (else 2), and
+        against this machine."""
         from ..data.folders import scan_folder
+        from .machine import check_threads, check_trainer
 
         root = data if data is not None else self.data
         n = None
         if root is not None and Path(root).expanduser().is_dir():
             n = len(scan_folder(root, self.labels, self.label_map)[0])
-        return self.validate(n)
+        self.validate(n)
+        check_trainer(self.trainer)
+        check_threads(self.threads)
+        return self
+
+    def fit_machine(self) -> dict[str, Any]:
+        """:meth:`Command.fit_machine`, and DataLoader workers capped at the usable cores."""
+        from .machine import clamp_workers
+
+        adjusted = super().fit_machine()
+        self.num_workers, note = clamp_workers(self.num_workers)
+        return {**adjusted, "num_workers": note} if note else adjusted
 
     def validate(self, n_labels: int | None = None) -> "TrainingCommand":  # type: ignore[override]
         """Resolve every name, construct every component once and dry-run the model on one sample.
@@ -136,95 +152,12 @@ class TrainingCommand(Command):
         listing every problem found.
         """
         from .. import runtime
+        from . import dryrun
 
         # Dry runs initialise layers from torch's RNG: seeded and forked, so validating neither
         # disturbs a job's seeded init in another thread nor the caller's random stream.
         with runtime.seeded(0):
-            problems = _problems(self, n_labels if n_labels is not None else len(self.labels or ()) or 2)
+            problems = dryrun.problems(self, n_labels if n_labels is not None else len(self.labels or ()) or 2)
         if problems:
             raise ConfigError.collect(problems)
         return self
-
-
-def _problems(cmd: TrainingCommand, n_labels: int) -> list[ConfigError]:
-    """Every problem :meth:`TrainingCommand.validate` finds, in field order."""
-    import torch
-
-    from .. import registry
-
-    problems: list[ConfigError] = []
-
-    def attempt(fn: Any, *args: Any) -> Any:
-        try:
-            return fn(*args)
-        except ConfigError as exc:
-            problems.extend(exc.problems)
-            return None
-
-    for i, op in enumerate(cmd.pil_ops):
-        attempt(_check_pil_op, op, f"pil_ops[{i}]", cmd.channels)
-    shape = attempt(_check_transforms, cmd, "transforms") or (cmd.channels, *cmd.image_hw)
-    attempt(_check_transforms, cmd, "eval_transforms")
-    attempt(_check_model, cmd, n_labels, shape)
-    opt = attempt(registry.build_component, checkable(cmd.optimizer), registry.optimizers(), "optimizer", "optimizer",
-                  [torch.nn.Parameter(torch.zeros(2))])
-    if cmd.scheduler is not None and opt is not None:
-        attempt(registry.build_component, cmd.scheduler, registry.schedulers(), "scheduler", "scheduler", opt)
-    return problems
-
-
-def _check_pil_op(op: Component, path: str, channels: int) -> None:
-    from PIL import Image
-
-    from .. import registry
-
-    ops = registry.pil_ops()
-    if op.name not in ops:
-        raise unknown_name(f"{path}.name", op.name, list(ops), "PIL operation")
-    registry.check_params(ops[op.name], op.params, path, op.name)
-    try:
-        ops[op.name](Image.new("RGB" if channels == 3 else "L", (48, 48)), **op.params)
-    except Exception as exc:
-        raise ConfigError(f"{path}.params", f"{op.name} rejected {op.params}: {registry.why(exc)}", op.params) from None
-
-
-def _check_transforms(cmd: TrainingCommand, key: str) -> tuple[int, ...]:
-    """Run a transform list on a dummy uint8 image of the command's size; the output shape."""
-    import torch
-
-    from .. import registry
-
-    x: Any = torch.zeros(cmd.channels, *cmd.image_hw, dtype=torch.uint8)
-    for i, t in enumerate(getattr(cmd, key)):
-        obj = registry.build_component(t, registry.transforms(), f"{key}[{i}]", "transform")
-        try:
-            x = obj(x)
-        except Exception as exc:
-            hint = ""
-            if "float" in str(exc) and getattr(x, "dtype", None) == torch.uint8:
-                hint = "; images are uint8 here: put {'name': 'ToDtype', 'params': {'dtype': 'float32'}} before it"
-            raise ConfigError(f"{key}[{i}]", f"{t.name} failed on an image of shape {tuple(x.shape)} ({x.dtype}):"
-                              f" {registry.why(exc)}{hint}", t.to_dict()) from None
-    return tuple(x.shape) if isinstance(x, torch.Tensor) and x.ndim == 3 else (cmd.channels, *cmd.image_hw)
-
-
-def _check_model(cmd: TrainingCommand, n_labels: int, in_shape: tuple[int, ...]) -> None:
-    """Build and dry-run the model, then the loss on its outputs."""
-    import torch
-
-    from .. import registry
-    from ..nets.builder import build_model
-
-    model = build_model(cmd.model, n_labels=n_labels, in_shape=in_shape, path="model")
-    crit = registry.build_component(cmd.criterion, registry.losses(), "criterion", "loss")
-    model.eval()
-    with torch.no_grad():
-        out = model(torch.zeros(2, *in_shape))
-        try:  # the loss sees what training will give it: logits and class-index targets
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", UserWarning)  # silent broadcasting is a wrong loss
-                crit(out, torch.zeros(2, dtype=torch.long))
-        except Exception as exc:
-            raise ConfigError("criterion", f"{cmd.criterion.name} cannot compare model outputs of shape"
-                              f" {tuple(out.shape)} with class-index targets of shape (2,): {registry.why(exc)}",
-                              cmd.criterion.to_dict()) from None

@@ -24,7 +24,7 @@ from typing import Annotated, Any, Literal, Mapping
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from ..registry import Component, ConfigError, close_matches, show, unknown_name
-from .fields import Command, Fraction, Section, Split, at_least, choice, expect, number_at_least
+from .fields import MAX_IMAGE_SIDE, Command, Fraction, Section, Seed, Split, at_least, choice, expect, number_at_least
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ class MetaSplit(Split):
 class Glyphs(Section):
     alphabets: list[str] | None = None
     max_per_alphabet: at_least(1, none=True) = None  # type: ignore[valid-type]
-    seed: at_least(0) = 0  # type: ignore[valid-type]
+    seed: Seed = 0
 
     @field_validator("alphabets", mode="before")
     @classmethod
@@ -168,14 +168,14 @@ class FewShotCommand(Command):
     recipe = "workbench.learners.episode_recipe:EpisodeRecipe"
 
     kind: Annotated[Literal[KINDS], choice(KINDS)] = "maml"  # type: ignore[valid-type]
-    seed: at_least(0) = 0  # type: ignore[valid-type]
     # (before-validators run last-first: null becomes "glyphs", then the check)
     data: Annotated[str, expect("'glyphs' or a folder path", lambda v: isinstance(v, str) and bool(v)),
                     BeforeValidator(lambda v: "glyphs" if v is None else v)] = "glyphs"
     data_format: Annotated[Literal[DATA_FORMATS], choice(DATA_FORMATS)] = "folder"  # type: ignore[valid-type]
     glyphs: Glyphs = Field(default_factory=Glyphs)
     image_size: Annotated[int | None,  # square only: [h, h] from a baseline-style command is h
-                          expect("an integer ≥ 4", lambda v: v is None or (isinstance(v, int) and v >= 4)),
+                          expect(f"an integer from 4 to {MAX_IMAGE_SIDE}",
+                                 lambda v: v is None or (isinstance(v, int) and 4 <= v <= MAX_IMAGE_SIDE)),
                           BeforeValidator(lambda v: v[0] if isinstance(v, list) and len(v) == 2 and v[0] == v[1]
                                           else v)] = None
     channels: Annotated[int | None, expect("1 (grayscale) or 3 (RGB)",
@@ -243,6 +243,21 @@ class FewShotCommand(Command):
     def run_name(self) -> str:
         return self.name or self.display_name()
 
+    def meta_batch_images(self, split: str = "train") -> int:
+        """Images in one step's batch of tasks: meta-training, or a batch of test episodes."""
+        e = self.episodes
+        if split == "train":
+            return e.meta_batch * (e.train_n_way or e.n_way) * (e.k_shot + e.q_query)
+        return min(16, e.meta_batch) * (e.test_n_way or e.n_way) * ((e.test_k_shot or e.k_shot)
+                                                                    + (e.test_q_query or e.q_query))
+
+    def validate(self, n_labels: int | None = None) -> "FewShotCommand":  # type: ignore[override]
+        """Checks beyond the field types: one step's tasks fit in this machine's memory."""
+        from .dryrun import check_episode_memory
+
+        check_episode_memory(self)
+        return self
+
     def check(self, data: Any = None) -> "FewShotCommand":
         """The data exists (the glyph benchmark is generated on demand)."""
         from pathlib import Path
@@ -250,7 +265,7 @@ class FewShotCommand(Command):
         where = self.data if data is None else data
         if isinstance(where, str) and where != "glyphs" and not Path(where).expanduser().is_dir():
             raise ConfigError("data", f"{where!r} is neither 'glyphs' nor an existing folder", where, ["glyphs"])
-        return self
+        return super().check(data)
 
 
 __all__ = ["FewShotCommand", "TRAITS", "Traits", "KINDS"]

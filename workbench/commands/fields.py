@@ -14,14 +14,22 @@ from typing import Annotated, Any, Callable, ClassVar, Iterable, Literal, Mappin
 
 from pydantic import BeforeValidator, Field, ValidationError, WithJsonSchema, model_validator
 
+from ..pilops import MAX_PIL_SIDE
 from ..registry import ConfigError, Strict, close_matches, from_validation_error, show
+from .limits import plain, read_command_file, read_json
 from .runner_options import CheckpointEvery, InitFromField, LoggerList, LrFindField
 
 PRECISIONS = ("32-true", "32", "16", "bf16", "16-mixed", "bf16-mixed", "bf16-true", "16-true", "64-true", "64",
               "transformer-engine")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
+#: Lightning 2 strategy names (``dp`` and ``horovod`` are gone from Lightning 2; whether one is
+#: usable on this machine — ``deepspeed`` installed, ``fsdp`` on a GPU — is checked before a run).
 STRATEGIES = ("auto", "ddp", "ddp_spawn", "ddp_fork", "ddp_notebook", "fsdp", "deepspeed",
-              "ddp_find_unused_parameters_true", "single_device", "dp")
+              "ddp_find_unused_parameters_true", "ddp_find_unused_parameters_false", "single_device")
+#: Seeds are what numpy, torch and Lightning all accept: 0 … 2**32 - 1.
+MAX_SEED = 2 ** 32 - 1
+#: Largest image side a command may ask for (an 81-megapixel decode is not a training image).
+MAX_IMAGE_SIDE = MAX_PIL_SIDE  # one limit for image sizes and for what PIL operations make
 
 
 def is_int(v: Any) -> bool:
@@ -71,12 +79,20 @@ def number_at_least(lo: float, none: bool = False) -> Any:
 
 PositiveInt = at_least(1)
 Integer = Annotated[int, expect("an integer", is_int)]
+Seed = Annotated[int, expect(f"an integer from 0 to {MAX_SEED} (2**32 - 1)",
+                             lambda v: is_int(v) and 0 <= v <= MAX_SEED),
+                 Field(ge=0, le=MAX_SEED)]
 Bool = Annotated[bool, expect("true or false", lambda v: isinstance(v, bool))]
 Fraction = Annotated[float, expect("a fraction between 0 and 1", lambda v: is_number(v) and 0 <= v <= 1, float),
                      Field(ge=0, le=1)]
 Text = Annotated[str, expect("a string", lambda v: isinstance(v, str))]
 OptionalText = Annotated[str | None, expect("a string", lambda v: v is None or isinstance(v, str))]
 PositiveOrNone = Annotated[float | None, expect("a positive number", lambda v: v is None or (is_number(v) and v > 0))]
+#: Lightning's batch limits: a fraction of the batches, or a count (kept an int: 5.0 would be a bad fraction).
+BatchLimit = Annotated[int | float | None,
+                       expect("a fraction of the batches (0 < x ≤ 1.0) or a number of batches (an integer ≥ 1)",
+                              lambda v: v is None or (is_int(v) and v >= 1)
+                              or (isinstance(v, float) and math.isfinite(v) and 0 < v <= 1))]
 
 
 class Section(Strict):
@@ -118,8 +134,8 @@ class TrainerOptions(Section):
                          BeforeValidator(lambda v: str(v) if is_int(v) else v)] = "32-true"  # (runs first: 16 → "16")
     log_every_n_steps: PositiveInt = 1
     gradient_clip_val: PositiveOrNone = None
-    limit_train_batches: PositiveOrNone = None
-    limit_val_batches: PositiveOrNone = None
+    limit_train_batches: BatchLimit = None
+    limit_val_batches: BatchLimit = None
     deterministic: Annotated[bool | None, expect("true or false", lambda v: v is None or isinstance(v, bool))] = None
 
     def trainer_kwargs(self) -> dict[str, Any]:
@@ -146,7 +162,7 @@ class Command(Strict):
 
     kind: str
     name: OptionalText = None
-    seed: Integer = 0
+    seed: Seed = 0
     trainer: TrainerOptions = Field(default_factory=TrainerOptions)
     #: Intra-op threads for the job (null: the calling thread's). Runs are bit-identical only
     #: at the same count.
@@ -168,7 +184,7 @@ class Command(Strict):
         if not isinstance(d, Mapping):
             raise ConfigError("", f"a training command is a JSON object, got {show(d)}", d)
         try:
-            return cls.model_validate(json.loads(json.dumps(dict(d), default=str)))
+            return cls.model_validate(plain(d))
         except ValidationError as exc:
             raise from_validation_error(exc, cls) from None
 
@@ -178,8 +194,8 @@ class Command(Strict):
 
     @classmethod
     def load(cls, path: str | Path) -> "Command":
-        """Read a command from a JSON file."""
-        return cls.from_json(Path(path).read_text(encoding="utf-8"))
+        """Read a command from a JSON file (bounded: see :func:`~.limits.read_command_file`)."""
+        return cls.from_dict(read_command_file(path))
 
     def to_json(self, indent: int | None = 1) -> str:
         return json.dumps(self.to_dict(), indent=indent)
@@ -203,8 +219,27 @@ class Command(Strict):
         return self
 
     def check(self, data: Any = None) -> "Command":
-        """:meth:`validate` against the data when it can be looked at cheaply; returns ``self``."""
-        return self.validate()
+        """:meth:`validate` against the data when it can be looked at cheaply, and against this
+        machine (:func:`.machine.check_trainer`); returns ``self``."""
+        from .machine import check_threads, check_trainer
+
+        self.validate()
+        check_trainer(self.trainer)
+        check_threads(self.threads)
+        return self
+
+    def fit_machine(self) -> dict[str, Any]:
+        """Check the command can train on this machine and adjust what may be adjusted (in place).
+
+        Raises :class:`ConfigError` for what cannot run here (an absent GPU, more processes than
+        cores, an uninstalled strategy or precision plugin); returns the record's ``adjusted``
+        field (``{field: {"asked", "used", "why"}}``, empty when nothing changed).
+        """
+        from .machine import check_threads, check_trainer
+
+        check_trainer(self.trainer)
+        check_threads(self.threads)
+        return {}
 
     def problems(self, n_labels: int | None = None) -> list[str]:
         """Validation messages (empty when valid); for editors that show, not raise."""
@@ -213,12 +248,3 @@ class Command(Strict):
         except ConfigError as exc:
             return [p.message for p in exc.problems]
         return []
-
-
-def read_json(text: str) -> Any:
-    """JSON text → value; a syntax error is a :class:`ConfigError` with line and column."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError("", f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
-                          text[:80]) from None

@@ -28,6 +28,8 @@ from ..registry import ConfigError, close_matches
 #: File name endings read as images (lower-cased).
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".pgm", ".ppm")
 MANIFEST = "manifest.jsonl"
+#: Largest manifest read for near-duplicate groups (a row is ~300 bytes: a million images is 300 MB).
+MAX_MANIFEST_BYTES = 1 << 30
 
 
 def is_image(path: Path) -> bool:
@@ -165,8 +167,11 @@ def read_groups(root: str | Path) -> dict[str, str]:
     from ..runlog.log import read_jsonl
 
     path = Path(root).expanduser() / MANIFEST
-    if not path.is_file():
+    if path.is_symlink() or not path.is_file():  # a link (to /dev/zero, to someone's file) is not a manifest
         return {}
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise ConfigError("data", f"{path} is {path.stat().st_size:,} bytes; a manifest is at most"
+                          f" {MAX_MANIFEST_BYTES:,}", str(path))
     out = {}
     for row in read_jsonl(path):
         group, rel = row.get("dup_group"), row.get("path")

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 import threading
 from pathlib import Path
@@ -126,8 +125,8 @@ class ImageCache:
         self.n_filled = 0
         if persist and self.path.is_file():
             try:
-                arr = np.load(self.path)
-                if arr.shape == (len(self.files), channels, *hw):
+                arr = np.load(self.path)  # allow_pickle=False: numpy's default, never an object array
+                if arr.shape == (len(self.files), channels, *hw) and arr.dtype == np.uint8:
                     self.array, self.filled[:] = arr, True
                     self.n_filled = len(self.files)
             except (OSError, ValueError):
@@ -159,11 +158,8 @@ class ImageCache:
         if not self.persist or not self.filled.all() or self.path.is_file():
             return
         with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-            with open(tmp, "wb") as fh:
+            with paths.replacing(self.path) as tmp, open(tmp, "wb") as fh:
                 np.save(fh, self.array)
-            os.replace(tmp, self.path)
 
 
 class SeededShuffle(Sampler):

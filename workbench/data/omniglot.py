@@ -93,6 +93,9 @@ def miniimagenet_source(root: str | Path, image_size: int = 84) -> tuple[FolderS
                         raise ValueError(f"miniimagenet: {path.name} needs 'filename,label' columns, "
                                          f"got {list(row)}") from None
                     f = img_dir / fname
+                    if Path(fname).is_absolute() or not f.resolve().is_relative_to(img_dir.resolve()):
+                        raise ValueError(f"miniimagenet: {path.name} lists {fname!r}, which is not a file inside"
+                                         f" {str(img_dir)!r}")  # a manifest never names files elsewhere
                     if not f.is_file():
                         raise FileNotFoundError(f"miniimagenet: {path.name} lists {fname!r}, not found in "
                                                 f"{str(img_dir)!r}")

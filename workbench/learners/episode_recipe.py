@@ -18,6 +18,42 @@ from .fewshot_eval import episode_test_plan
 from .recipe import Prepared, Recipe, TestPlan
 
 
+def check_tasks(cmd: FewShotCommand, dm: Any, source: Any) -> None:
+    """Every split the command asks tasks of can yield them, and the decoded images fit in memory.
+
+    The samplers check class and image counts; a split asked for episodes (``val_episodes`` /
+    ``test_episodes`` > 0) that cannot give an N-way task is an error, not a silently skipped
+    validation or test.
+    """
+    from ..commands.machine import gib, memory_bytes
+
+    e = cmd.episodes
+    n_field = {"train": "episodes.train_n_way" if e.train_n_way else "episodes.n_way",
+               "val": "episodes.test_n_way" if e.test_n_way else "episodes.n_way"}
+    n_field["test"] = n_field["val"]
+    k_field = {"train": "episodes.k_shot", "val": "episodes.test_k_shot" if e.test_k_shot else "episodes.k_shot"}
+    k_field["test"] = k_field["val"]
+    asked = {"train": True, "val": cmd.val_episodes > 0, "test": cmd.test_episodes > 0}
+    problems = []
+    for split in ("train", "val", "test"):
+        if not asked[split]:
+            continue
+        try:
+            dm.sampler(split)
+        except ValueError as exc:
+            field = n_field[split] if "n_way" in str(exc) else k_field[split]
+            hint = "" if split == "train" else f" (or set {split}_episodes 0)"
+            problems.append(ConfigError(field, f"{split} split of {len(dm.splits[split])} classes: {exc}{hint}",
+                                        e.to_dict()))
+    n_images = sum(source.count(c) for c in range(len(source.classes)))
+    need = n_images * cmd.channels * cmd.image_size ** 2
+    if need > 0.5 * memory_bytes():
+        problems.append(ConfigError("image_size", f"{n_images:,} images decoded at {cmd.image_size}×{cmd.image_size}"
+                                    f" take {gib(need)}; this machine has {gib(memory_bytes())}", cmd.image_size))
+    if problems:
+        raise ConfigError.collect(problems)
+
+
 class EpisodeRecipe(Recipe):
     """How a :class:`~workbench.commands.FewShotCommand` trains and tests."""
 
@@ -27,6 +63,7 @@ class EpisodeRecipe(Recipe):
         from ..data.episodes import check_disjoint, splits_fingerprint
 
         cmd = self.command.model_copy(deep=True)
+        cmd.validate()  # memory of a step's tasks, before any image is read
         source, predefined = build_source(cmd, data)
         if isinstance(data, (str, Path)):
             cmd.data = str(data)  # the record says where it really trained
@@ -34,12 +71,7 @@ class EpisodeRecipe(Recipe):
         check_disjoint(splits)
         rotation = rotation_policy(cmd, source, splits)
         dm = make_datamodule(cmd, source, splits, rotation, flat=self.learner_class.trains_on == "images")
-        try:  # the samplers check class and image counts: a task that cannot be drawn fails now
-            dm.sampler("train")
-            if self.has_val(cmd, dm):
-                dm.sampler("val")
-        except ValueError as exc:
-            raise ConfigError("episodes", str(exc), cmd.episodes.to_dict()) from None
+        check_tasks(cmd, dm, source)
         fp = {**source.fingerprint(), "splits_sha1": splits_fingerprint(splits),
               "split_counts": {k: len(v) for k, v in splits.items()}, "rotation": rotation}
         e = cmd.episodes

@@ -46,8 +46,12 @@ def build_source(cmd: FewShotCommand, data: Any = None) -> tuple[Any, dict[str, 
         return miniimagenet_source(where, image_size=cmd.image_size)
     if not Path(where).expanduser().is_dir():
         raise ConfigError("data", f"{where!r} is neither 'glyphs' nor an existing folder", where, ["glyphs"])
-    return FolderSource(where, image_size=cmd.image_size, channels=cmd.channels,
-                        min_per_class=cmd.episodes.k_shot + 1), None
+    try:
+        return FolderSource(where, image_size=cmd.image_size, channels=cmd.channels,
+                            min_per_class=cmd.episodes.k_shot + 1), None
+    except ValueError as exc:  # every class has fewer than k_shot + 1 images (or none at all)
+        raise ConfigError("episodes.k_shot", f"{exc} with at least k_shot + 1 = {cmd.episodes.k_shot + 1} images",
+                          cmd.episodes.k_shot) from None
 
 
 def make_splits(cmd: FewShotCommand, source: Any, predefined: Mapping[str, str] | None = None) -> dict[str, list[str]]:

@@ -10,7 +10,39 @@ from pathlib import Path
 from typing import Any
 
 from ..registry import ConfigError
+from .loading import RunFileError, run_file
 from .recipe import Prepared, Recipe, TestPlan
+
+
+#: Largest ``split.json`` read back (a split of a million images is ~50 MB).
+MAX_SPLIT_BYTES = 64 << 20
+
+
+def read_split(path: Path, run_id: str) -> dict[str, list[str]]:
+    """A run's stored split: ``{"train"|"val"|"test": [relative image path, …]}``, checked as untrusted."""
+    if path.stat().st_size > MAX_SPLIT_BYTES:
+        raise RunFileError(f"run {run_id}: {path.name} is {path.stat().st_size:,} bytes; a split is at most"
+                           f" {MAX_SPLIT_BYTES:,}")
+    try:
+        split = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError) as exc:
+        raise RunFileError(f"run {run_id}: {path.name} is not valid JSON ({str(exc)[:100]})") from None
+    if not isinstance(split, dict) or not set(split) <= {"train", "val", "test"} or not all(
+            isinstance(v, list) and all(isinstance(r, str) for r in v) for v in split.values()):
+        raise RunFileError(f"run {run_id}: {path.name} is not a split (an object of train/val/test lists of"
+                           " image paths)")
+    return split
+
+
+def _check_cache(cmd: Any, n_images: int) -> None:
+    """The decoded-image cache (every image at ``image_size``, uint8) fits in memory."""
+    from ..commands.machine import gib, memory_bytes
+
+    h, w = cmd.image_hw
+    need = n_images * cmd.channels * h * w
+    if cmd.cache and need > 0.5 * memory_bytes():
+        raise ConfigError("image_size", f"{n_images:,} images cached at {h}×{w} take {gib(need)}; this machine has"
+                          f" {gib(memory_bytes())} (a smaller image_size, or \"cache\": false)", cmd.image_size)
 
 
 class ImageRecipe(Recipe):
@@ -24,15 +56,20 @@ class ImageRecipe(Recipe):
         root = data if data is not None else cmd.data
         if root is None:
             raise ConfigError("data", "no dataset: pass data=DIR (or --data) or set 'data' in the command", None)
-        classes, _ = scan_folder(root, cmd.labels, cmd.label_map)
+        classes, samples = scan_folder(root, cmd.labels, cmd.label_map)
         cmd.validate(n_labels=len(classes))  # names, params and shapes, before decoding anything
+        _check_cache(cmd, len(samples))
         dm = ImageFolderDataModule(root, cmd)
         cmd.data = str(dm.root)
         has_val = bool(dm.split.get("val"))
         es = cmd.early_stopping
         if es is not None and es.monitor.startswith("val") and not has_val:
-            raise ConfigError("early_stopping.monitor", f"{es.monitor} needs a validation split (split.val > 0)",
-                              es.monitor)
+            raise ConfigError("early_stopping.monitor", f"{es.monitor} needs validation images (split.val > 0 and"
+                              f" classes of 3 or more images); this split has none", es.monitor)
+        if cmd.scheduler is not None and cmd.scheduler.name == "ReduceLROnPlateau" and not has_val:
+            raise ConfigError("scheduler.name", "ReduceLROnPlateau steps on val_loss, which needs validation images"
+                              " (split.val > 0 and classes of 3 or more images); this split has none",
+                              cmd.scheduler.name)
         info = dm.info()
         return Prepared(cmd, dm, info, list(dm.classes), dm.in_shape, n_classes=len(dm.classes),
                         files={"split.json": dm.split_files()}, artifacts={"split": "split.json"},
@@ -62,9 +99,9 @@ class ImageRecipe(Recipe):
         cmd = module.command
         stored_root = (record.get("dataset") or {}).get("root") or cmd.data
         root = Path(data or stored_root).expanduser().resolve()
-        split_file = Path(record["dir"]) / "split.json"
+        split_file = run_file(record, "split.json")
         if stored_root and root == Path(stored_root).resolve() and split_file.is_file():
-            split, source = json.loads(split_file.read_text(encoding="utf-8")), "held-out test split"
+            split, source = read_split(split_file, record["id"]), "held-out test split"
         else:
             _, samples = scan_folder(root, module.classes, cmd.label_map)
             split, source = {"train": [], "val": [], "test": [r for r, _ in samples]}, "all images of the folder"

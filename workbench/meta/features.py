@@ -173,10 +173,8 @@ def task_features(root: str | os.PathLike, per_class: int = 20, backbone: Callab
            "embedding": [round(float(v), 6) for v in mean_emb],
            "backbone": "conv4-random-seed0" if backbone is None else getattr(backbone, "__name__", "custom")}
     if cache and backbone is None:
-        cfile.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cfile.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(out))
-        os.replace(tmp, cfile)
+        with paths.replacing(cfile) as tmp:
+            tmp.write_text(json.dumps(out))
     return _with_text(out, root)
 
 

@@ -14,7 +14,6 @@ half-written folder is never mistaken for a finished one).
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 from typing import Sequence
 
@@ -53,16 +52,13 @@ def glyph_task(alphabet: str, n_classes: int = 10, per_class: int = 20, root: st
     g = glyphs.load_glyphs(seed=seed, alphabets=[alphabet], max_per_alphabet=n_classes, instances=per_class)
     if len(g) < 2:
         raise ValueError(f"alphabet {alphabet!r} has {len(g)} classes; need ≥ 2")
-    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    for ci, name in enumerate(g.classes):
-        d = tmp / name.split("/")[-1].replace("+", "")
-        d.mkdir(parents=True, exist_ok=True)
-        for i in range(g.images.shape[1]):
-            Image.fromarray(g.images[ci, i]).save(d / f"{i:02d}.png")
-    (tmp / ".complete").write_text("ok")
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(tmp, out)
+    with paths.replacing(out, suffix="", directory=True) as tmp:
+        for ci, name in enumerate(g.classes):
+            d = tmp / name.split("/")[-1].replace("+", "")
+            d.mkdir(parents=True, exist_ok=True)
+            for i in range(g.images.shape[1]):
+                Image.fromarray(g.images[ci, i]).save(d / f"{i:02d}.png")
+        (tmp / ".complete").write_text("ok")
     return out
 
 

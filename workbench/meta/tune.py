@@ -283,7 +283,7 @@ def _objective(spec: _Spec, space: SearchSpace, log: RunLog):
     return objective
 
 
-def _run_worker(spec: _Spec, worker: int = 0, ready: Any = None) -> None:
+def _run_worker(spec: _Spec, worker: int = 0, ready: Any = None, stop: Any = None) -> None:
     """Run trials of the study until the budget is spent (the body of every worker process).
 
     ``ready`` (a barrier) holds every worker until all have imported torch and loaded the study,
@@ -302,7 +302,7 @@ def _run_worker(spec: _Spec, worker: int = 0, ready: Any = None) -> None:
     log = RunLog(spec.log_path)
 
     def stop_when_spent(st: Any, _t: Any) -> None:
-        if _spent(st, spec) >= spec.budget.amount:
+        if _spent(st, spec) >= spec.budget.amount or (stop is not None and stop.is_set()):
             st.stop()
 
     if ready is not None:
@@ -363,7 +363,7 @@ def tune(data: str | os.PathLike, space: Any = None, budget: Any = "20 trials", 
          *, name: str | None = None, log: RunLog | None = None, history: Any = "auto", warm_start: bool = True,
          pruner: Any = "learned", sampler: str = "tpe", workers: int = 1, storage: str | None = None, seed: int = 0,
          test: bool = True, k: int = 3, n_enqueue: int = 3, priors: bool = False,
-         epochs: int | None = None) -> TuneResult:
+         epochs: int | None = None, stop: Any = None) -> TuneResult:
     """Tune a training command for the image folder ``data`` (see the module docstring).
 
     Args:
@@ -383,6 +383,7 @@ def tune(data: str | os.PathLike, space: Any = None, budget: Any = "20 trials", 
         workers: processes running trials of this study at once.
         storage: an RDB URL (``postgresql://…``, ``sqlite:///…``) or a journal file path.
         test: test every trial on its held-out split.
+        stop: a ``threading.Event``; once set, no new trial starts (the one running finishes). One worker only.
     """
     import optuna
 
@@ -420,7 +421,7 @@ def tune(data: str | os.PathLike, space: Any = None, budget: Any = "20 trials", 
     spec = _Spec(name, str(root), sp.to_dict(), base_cmd, storage, str(log.path), budget, sampler, seed, pruner,
                  model, int(base_cmd.get("epochs", 10)), test, task, time.time(), workers, memory)
     if workers == 1:
-        _run_worker(spec, 0)
+        _run_worker(spec, 0, stop=stop)
     else:
         import multiprocessing as mp
 

@@ -127,7 +127,7 @@ def own_randomness(layer: nn.Module) -> nn.Module:
     """
     if type(layer).__name__ in RANDOM_LAYERS and not isinstance(layer, _OwnRandomness):
         layer.__class__ = _VARIANTS[type(layer).__name__]
-        layer._seed = int(torch.randint(0, 2 ** 62, ()))
+        layer._seed = int(torch.randint(0, 2 ** 62, (), device="cpu"))  # also when built on the meta device
         layer._gen = None
     return layer
 

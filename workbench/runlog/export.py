@@ -1,6 +1,6 @@
 """Moving runs between run logs: JSON lines, one ``RunLog.get(id)`` record per line (gzip for ``.gz``).
 
-The same format ships meta-datasets of past runs (``benchmarks/data/``). Import is
+The same format ships meta-datasets of past runs (``workbench/meta/data/``). Import is
 idempotent by run id, refuses a malformed line by its number before anything is written,
 and never replaces a stored run that differs unless asked (``overwrite``).
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Iterable, Iterator
@@ -58,14 +59,26 @@ def export_runs(log: "RunLog", path: str | os.PathLike, runs: Iterable[str] | No
     return n
 
 
+#: The longest line an import reads (one run with its metrics; a 1M-step run is ~100 MB): a file
+#: with no newline (``/dev/zero``) or one giant line is refused, not read into memory whole.
+MAX_LINE_BYTES = 128 * 2**20
+
+
 def _lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO or a device never ends
+            raise RunLogError(f"{path}: not a regular file; an export file is one (nothing was imported)")
         fh = _open(path, "rb")
     except OSError as exc:
         raise RunLogError(f"{path}: cannot read it ({exc.strerror or exc})") from None
     with fh:
         try:
-            for lineno, raw in enumerate(fh, 1):
+            lineno = 0
+            while raw := fh.readline(MAX_LINE_BYTES + 1):
+                lineno += 1
+                if len(raw) > MAX_LINE_BYTES:
+                    raise RunLogError(f"{path}:{lineno}: a line longer than {MAX_LINE_BYTES // 2**20} MiB;"
+                                      " nothing was imported")
                 if not raw.strip():
                     continue
                 try:

@@ -13,7 +13,8 @@ _PANELS = {
     "RunsPanel": "workbench.widgets.runs",
     "ComparePanel": "workbench.widgets.compare",
     "ImportancePanel": "workbench.widgets.compare",
-    "RecommendPanel": "workbench.widgets.compare",
+    "RecommendPanel": "workbench.widgets.recommend",
+    "TunePanel": "workbench.widgets.tune",
 }
 
 __all__ = list(_PANELS)

@@ -1,59 +1,112 @@
-"""Meta-analysis panels: compare runs, what mattered, recommend a command for a dataset.
+"""Meta-analysis panels: compare runs, and what mattered.
 
-Thin shells over :mod:`workbench.meta`; figures are rendered to PNG through matplotlib's
-object API (thread-safe, no pyplot state). Tests drive them with ``.value =`` and ``.click()``.
+Thin shells over :mod:`workbench.meta`; charts are interactive (:mod:`workbench.widgets.views`).
+Tests drive them with ``.value =`` and ``.click()``. The recommend panel lives in
+:mod:`workbench.widgets.recommend` (re-exported here).
 """
 from __future__ import annotations
 
 import html
-import io
 import json
-from pathlib import Path
-from typing import Any
+import math
+from collections import Counter
+from typing import Any, Sequence
 
 import ipywidgets as W
 
-__all__ = ["ComparePanel", "ImportancePanel", "RecommendPanel"]
+from . import plots
+from .runs import set_options
+from .common import heading
+from .views import ChartView, CurvesView
 
-
-def _png(draw, size=(7.0, 3.4)) -> bytes:
-    """Draw on a fresh Figure (``draw(ax)``) and return PNG bytes."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=size)
-    FigureCanvasAgg(fig)
-    draw(fig.add_subplot(111))
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    return buf.getvalue()
+__all__ = ["ComparePanel", "ImportancePanel", "RecommendPanel", "table_html", "diff_html"]
 
 
 def _error(msg: str) -> str:
     return f"<span style='color:#b00'>⚠ {html.escape(msg)}</span>"
 
 
+def _cell(v: Any) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "<span style='color:#aaa'>—</span>"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return html.escape(str(v))
+
+
+def table_html(table: Any, limit_metrics: Sequence[str] | None = None) -> str:
+    """A comparison's results table that fits a notebook: run names, one column per metric
+    with ``final (best)``, numbers to 4 digits, long names wrapped."""
+    if table is None or len(table) == 0:
+        return ""
+    metrics = [c[len("final."):] for c in table.columns if c.startswith("final.")]
+    if limit_metrics is not None:
+        metrics = [m for m in metrics if m in limit_metrics]
+    head = ["run", "status", "score", "wall s", "steps"] + metrics
+    rows = []
+    for _, r in table.iterrows():
+        cells = [f"<b>{html.escape(str(r.get('label')))}</b>", _cell(r.get("status")), _cell(r.get("score")),
+                 _cell(r.get("wall_s")), _cell(r.get("steps"))]
+        for m in metrics:
+            fin, best = r.get(f"final.{m}"), r.get(f"best.{m}")
+            same = isinstance(fin, float) and isinstance(best, float) and fin == best
+            cells.append(_cell(fin) + ("" if same or best is None else f" <span style='color:#777'>({_cell(best)})</span>"))
+        rows.append("".join(f"<td style='padding:2px 8px;word-break:break-word'>{c}</td>" for c in cells))
+    th = "".join(f"<th style='padding:2px 8px;text-align:left;word-break:break-word'>{html.escape(h)}</th>"
+                 for h in head)
+    return ("<div style='overflow-x:auto;max-width:100%'><table style='font-size:0.85em;border-collapse:collapse'>"
+            f"<tr style='border-bottom:1px solid #ccc'>{th}</tr>"
+            + "".join(f"<tr>{r}</tr>" for r in rows) + "</table>"
+            "<div style='color:#777;font-size:0.8em'>metric columns: final value (best value)</div></div>")
+
+
+def diff_html(diff: Any) -> str:
+    """The config keys that differ, one row each; the cells that differ from the row's most common
+    value are highlighted (a key a run lacks shows as —); long values wrap or fold away."""
+    if diff is None or diff.empty:
+        return "<i>configs are identical</i>"
+    labels = [str(c) for c in diff.columns]
+    out = []
+    for key, row in diff.iterrows():
+        vals = [str(v) for v in row]
+        common = Counter(vals).most_common(1)[0][0]
+        cells = []
+        for v in row:
+            text = "—" if v == "<missing>" else (v if isinstance(v, str) else json.dumps(v, default=str))
+            shown = html.escape(text)
+            if len(text) > 80:
+                shown = f"<details><summary>{html.escape(text[:60])}…</summary>{shown}</details>"
+            style = "background:#ffe9a8;" if str(v) != common else ""
+            cells.append(f"<td style='{style}padding:2px 8px;word-break:break-word;max-width:320px'>{shown}</td>")
+        out.append(f"<tr><td style='padding:2px 8px'><code>{html.escape(str(key))}</code></td>{''.join(cells)}</tr>")
+    th = "".join(f"<th style='padding:2px 8px;text-align:left;word-break:break-word'>{html.escape(h)}</th>"
+                 for h in labels)
+    return ("<b>Config keys that differ</b> <span style='color:#777'>(highlighted: differs from the most common "
+            "value)</span><div style='overflow-x:auto'><table style='font-size:0.85em;table-layout:fixed'>"
+            f"<tr><th style='text-align:left'>key</th>{th}</tr>{''.join(out)}</table></div>")
+
+
 class ComparePanel:
-    """Pick runs → overlaid curves, a results table and the config keys that differ.
+    """Pick runs → overlaid interactive curves, a results table and the config keys that differ.
 
     Widgets: ``tag_filter`` (Text; e.g. ``sweep:…``), ``selector`` (SelectMultiple of run ids),
-    ``metric`` (Dropdown), ``x_axis`` (step/epoch), ``smooth`` (EMA weight), ``compare_button``;
-    outputs ``curves`` (Image), ``table`` and ``diff`` (HTML), ``message``.
+    ``compare_button``; ``curves`` (:class:`CurvesView`: ``metric``, ``x_axis``, ``smooth``,
+    ``y_scale``); outputs ``table`` and ``diff`` (HTML), ``message``.
     """
 
     def __init__(self, log: Any = None, runs: Any = None) -> None:
         from ..runlog import RunLog
 
         self.log = log or RunLog()
-        self.tag_filter = W.Text(description="Tag", placeholder="e.g. sweep:my-sweep (empty: all runs)")
+        style = {"description_width": "initial"}
+        self.tag_filter = W.Text(description="Runs with tag", style=style, layout=W.Layout(width="420px"),
+                                 placeholder="e.g. sweep:my-sweep (empty: all runs)")
         self.refresh_button = W.Button(description="Refresh", icon="refresh")
         self.selector = W.SelectMultiple(options=[], rows=8, description="Runs", layout=W.Layout(width="100%"))
-        self.metric = W.Dropdown(options=["train_loss"], value="train_loss", description="Metric")
-        self.x_axis = W.ToggleButtons(options=["step", "epoch"], value="step", description="x")
-        self.smooth = W.FloatSlider(value=0.0, min=0.0, max=0.95, step=0.05, description="Smooth")
         self.compare_button = W.Button(description="Compare", button_style="primary", icon="balance-scale")
-        self.curves = W.Image(format="png", layout=W.Layout(width="640px"))
+        self.curves = CurvesView(height=340)
+        self.curves.widget.layout.display = "none"
+        self.metric, self.x_axis, self.smooth = self.curves.metric, self.curves.x_axis, self.curves.smooth
         self.table = W.HTML()
         self.diff = W.HTML()
         self.message = W.HTML()
@@ -61,24 +114,34 @@ class ComparePanel:
         self.tag_filter.observe(lambda _: self.refresh(), names="value")
         self.refresh_button.on_click(lambda _: self.refresh())
         self.compare_button.on_click(lambda _: self.show())
-        for w in (self.metric, self.x_axis, self.smooth):
-            w.observe(lambda _: self._redraw(), names="value")
-        self.widget = W.VBox([W.HBox([self.tag_filter, self.refresh_button]), self.selector,
-                              W.HBox([self.metric, self.compare_button]), W.HBox([self.x_axis, self.smooth]),
-                              self.message, self.curves, self.table, self.diff])
+        self.widget = W.VBox([heading("Compare runs", "overlay their curves, see their results and what differs"),
+                              W.HBox([self.tag_filter, self.refresh_button]), self.selector,
+                              W.HBox([self.compare_button]), self.message, self.curves.widget, self.table, self.diff])
         self.refresh()
         if runs is not None:
             ids = [r if isinstance(r, str) else r["id"] for r in runs]
-            self.selector.value = tuple(i for i in ids if i in dict((v, v) for _, v in self.selector.options))
+            self.selector.value = tuple(i for i in ids if i in {v for _, v in self.selector.options})
             self.show()
 
     def refresh(self) -> None:
-        """Re-read the run log (runs with the tag, newest first)."""
+        """Re-read the run log (runs with the tag, newest first); an empty match clears the results."""
         tag = self.tag_filter.value.strip() or None
         recs = self.log.find(tag=tag) if tag else self.log.runs()
         keep = tuple(v for v in self.selector.value if v in {r["id"] for r in recs})
-        self.selector.options = [(f"{r.get('name')} · {r['id']} · {r.get('status')}", r["id"]) for r in reversed(recs)]
-        self.selector.value = keep
+        set_options(self.selector, [(f"{r.get('name')} · {r['id']} · {r.get('status')}", r["id"])
+                                    for r in reversed(recs)], keep)
+        if not recs:
+            self.message.value = _error(f"no runs have the tag {tag!r}") if tag else "<i>the run log is empty</i>"
+        elif self.message.value.startswith("<span style='color:#b00'>⚠ no runs"):
+            self.message.value = ""
+        if len(keep) < 2 and self.comparison is not None:
+            self._clear()
+
+    def _clear(self) -> None:
+        self.comparison = None
+        self.table.value = self.diff.value = ""
+        self.curves.records = []
+        self.curves.widget.layout.display = "none"
 
     def show(self) -> None:
         """Compare the selected runs (two or more)."""
@@ -86,63 +149,55 @@ class ComparePanel:
 
         ids = list(self.selector.value)
         if len(ids) < 2:
+            self._clear()
             self.message.value = _error("select two or more runs")
             return
         try:
             self.comparison = compare(ids, log=self.log)
         except Exception as exc:  # shown in the panel, never a traceback in the front end
+            self._clear()
             self.message.value = _error(str(exc))
             return
         self.message.value = ""
-        names = self.comparison.metrics or ["train_loss"]
-        if list(self.metric.options) != names:
-            keep = self.metric.value if self.metric.value in names else ("train_loss" if "train_loss" in names
-                                                                         else names[0])
-            self.metric.options = names
-            self.metric.value = keep
-        t = self.comparison.table.copy()
-        self.table.value = t.to_html(float_format=lambda v: f"{v:.4g}", border=0)
-        d = self.comparison.diff
-        self.diff.value = ("<b>Config keys that differ</b>" + self.comparison.styled_diff().to_html()
-                           if not d.empty else "<i>configs are identical</i>")
-        self._redraw()
-
-    def _redraw(self) -> None:
-        if self.comparison is None:
-            return
-        try:
-            self.curves.value = _png(lambda ax: self.comparison.plot(self.metric.value, x=self.x_axis.value,
-                                                                     smooth=self.smooth.value, ax=ax))
-        except ValueError as exc:
-            self.message.value = _error(str(exc))
+        self.curves.widget.layout.display = ""
+        self.curves.set_runs(self.comparison.records, self.comparison.metrics or ["train_loss"])
+        self.table.value = "<b>Results</b>" + table_html(self.comparison.table)
+        self.diff.value = diff_html(self.comparison.diff)
 
 
 class ImportancePanel:
-    """Which hyperparameters mattered for the runs with a tag (e.g. a sweep's).
+    """Which hyperparameters mattered for the runs with a tag (e.g. a sweep's or a study's).
 
-    Widgets: ``tag_filter`` (Text), ``run_button``; outputs ``plot`` (Image), ``message`` (HTML,
-    the too-few-runs warning), ``table`` (HTML).
+    Widgets: ``tag_filter`` (Text), ``run_button``; outputs ``plot`` (:class:`ChartView`),
+    ``message`` (HTML: run count, or the too-few-runs warning), ``table`` (HTML).
     """
 
     def __init__(self, log: Any = None, tag: str = "") -> None:
         from ..runlog import RunLog
 
         self.log = log or RunLog()
-        self.tag_filter = W.Text(value=tag, description="Tag", placeholder="sweep:…")
+        style = {"description_width": "initial"}
+        self.tag_filter = W.Text(value=tag, description="Runs with tag", placeholder="sweep:… or study:…",
+                                 style=style, layout=W.Layout(width="420px"))
         self.run_button = W.Button(description="What mattered?", button_style="primary", icon="bar-chart")
-        self.plot = W.Image(format="png", layout=W.Layout(width="520px"))
+        self.plot = ChartView(height=300, hidden=True)
         self.message = W.HTML()
         self.table = W.HTML()
         self.importance = None
         self.run_button.on_click(lambda _: self.compute())
-        self.widget = W.VBox([W.HBox([self.tag_filter, self.run_button]), self.message, self.plot, self.table])
+        self.widget = W.VBox([heading("What mattered", "hyperparameter importance over finished, scored runs"),
+                              W.HBox([self.tag_filter, self.run_button]), self.message, self.plot.widget,
+                              self.table])
 
     def compute(self) -> None:
-        """Permutation importance over the finished runs with the tag."""
+        """Permutation importance over the finished runs with the tag (clears the old result first)."""
         import warnings
 
         from ..meta.importance import param_importance
 
+        self.importance = None
+        self.table.value = ""
+        self.plot.clear(hide=True)
         tag = self.tag_filter.value.strip() or None
         recs = self.log.find(tag=tag, status=["trained", "completed"])
         try:
@@ -150,81 +205,18 @@ class ImportancePanel:
                 warnings.simplefilter("ignore")  # the warning is shown in the panel instead
                 self.importance = param_importance(recs, log=self.log)
         except ValueError as exc:
-            self.message.value = _error(str(exc))
+            self.message.value = _error(f"{exc} ({len(recs)} finished runs"
+                                        + (f" with the tag {tag!r})" if tag else ")"))
             return
         imp = self.importance
-        self.message.value = _error(imp.warning) if imp.warning else f"{imp.n_runs} runs"
-        n = len(imp.frame)
-        self.plot.value = _png(imp.plot, size=(6.0, 0.45 * n + 1.4))
+        self.message.value = _error(imp.warning) if imp.warning else f"{imp.n_runs} scored runs"
+        self.plot.show(plots.importance_chart(imp))
         self.table.value = imp.frame.to_html(float_format=lambda v: f"{v:.3f}", border=0)
 
 
-class RecommendPanel:
-    """Pick a dataset → recommended command (editable JSON) with its evidence → Start.
+def __getattr__(name: str) -> Any:
+    if name == "RecommendPanel":  # moved to its own module; still importable from here
+        from .recommend import RecommendPanel
 
-    Widgets: ``data`` (Combobox of dataset folders; any path may be typed), ``k``,
-    ``recommend_button``, ``command`` (Textarea, JSON), ``start_button``; outputs
-    ``evidence`` and ``status`` (HTML). ``job`` is the started job handle. ``kind`` restricts
-    the past runs it learns from (default: baseline training runs).
-    """
-
-    def __init__(self, log: Any = None, data: str = "", kind: str | None = "baseline") -> None:
-        from .. import paths
-        from ..runlog import RunLog
-
-        self.log = log or RunLog()
-        folders = sorted(str(p) for p in paths.datasets_dir().iterdir() if p.is_dir())
-        self.data = W.Combobox(value=str(data), options=folders, description="Dataset",
-                               placeholder="image folder DIR/<class>/<image>", layout=W.Layout(width="70%"))
-        self.k = W.IntSlider(value=3, min=1, max=10, description="k nearest")
-        self.recommend_button = W.Button(description="Recommend", button_style="primary", icon="magic")
-        self.evidence = W.HTML()
-        self.command = W.Textarea(rows=12, layout=W.Layout(width="100%"), description="Command")
-        self.start_button = W.Button(description="Start", button_style="success", icon="play", disabled=True)
-        self.status = W.HTML()
-        self.kind = kind
-        self.recommendation = None
-        self.job = None
-        self.recommend_button.on_click(lambda _: self.recommend())
-        self.start_button.on_click(lambda _: self.start())
-        self.widget = W.VBox([self.data, W.HBox([self.k, self.recommend_button]), self.evidence, self.command,
-                              W.HBox([self.start_button]), self.status])
-
-    def recommend(self) -> None:
-        """Recommend for the chosen folder; fill the command editor and the evidence."""
-        from ..meta.recommend import recommend
-
-        path = self.data.value.strip()
-        if not path:
-            self.evidence.value = _error("choose a dataset folder")
-            return
-        try:
-            rec = recommend(Path(path).expanduser(), log=self.log, k=self.k.value, kind=self.kind)
-        except Exception as exc:
-            self.evidence.value = _error(str(exc))
-            self.start_button.disabled = True
-            return
-        self.recommendation = rec
-        ev = rec.neighbours[["task", "distance", "weight", "runs", "best_score", "recipe_score"]]
-        self.evidence.value = ("<b>Evidence</b>: the nearest past tasks and their scores"
-                               + ev.to_html(index=False, float_format=lambda v: f"{v:.3f}", border=0))
-        self.command.value = json.dumps(rec.command, indent=1)
-        self.start_button.disabled = False
-        self.status.value = ""
-
-    def start(self) -> None:
-        """Start training the (possibly edited) command on the chosen folder in the background."""
-        from ..jobs import start_training
-
-        try:
-            cmd = json.loads(self.command.value)
-        except json.JSONDecodeError as exc:
-            self.status.value = _error(f"command is not valid JSON: {exc.msg} at line {exc.lineno}")
-            return
-        try:
-            self.job = start_training(cmd, data=self.data.value.strip(), log=self.log,
-                                      tags=("recommended",))
-        except Exception as exc:  # a bad edit: the validation message, no run created
-            self.status.value = _error(str(exc))
-            return
-        self.status.value = f"started run <code>{html.escape(self.job.run_id)}</code>"
+        return RecommendPanel
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,13 +1,16 @@
-"""The runs panel: a filterable table of runs; select one for its config, curves and
-confusion matrix, or several to overlay their loss curves.
+"""The runs panel: a filterable table of runs; select one for a readable detail view (config and
+summary as tables, curves, confusion matrix, or a scrape run's thumbnails), or several to overlay
+their curves.
 
-Thin wiring over :class:`workbench.runlog.RunLog` and :mod:`workbench.widgets.plots`.
+Thin wiring over :class:`workbench.runlog.RunLog`, :mod:`workbench.records` and
+:mod:`workbench.widgets.views`.
 """
 from __future__ import annotations
 
 import html
 import json
-from typing import Any, Sequence
+from pathlib import Path
+from typing import Any, Mapping, Sequence
 
 import ipywidgets as W
 
@@ -15,6 +18,9 @@ from ..provenance import lineage_text, lr_find_text, resume_text
 from ..runlog.records import RunRecord
 from ..runlog import STATUSES
 from . import plots
+from .common import heading
+from .train import summary_table
+from .views import ChartView, CurvesView
 
 ALL = "(all)"
 
@@ -24,11 +30,86 @@ def _result(rec: dict) -> str:
     return "" if score is None else str(score)
 
 
+def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        if isinstance(v, Mapping) and v:
+            out.update(_flat(v, key))
+        else:
+            out[key] = v
+    return out
+
+
+def command_defaults(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The flattened defaults of a command of the record's kind (``{}`` when it is not a training command)."""
+    from ..commands import parse
+
+    try:
+        return _flat(parse({"kind": config.get("kind", "baseline")}).to_dict())
+    except (ValueError, TypeError):
+        return {}
+
+
+def config_table(config: Mapping[str, Any]) -> str:
+    """The config as a key/value table: keys that differ from the command's defaults first, the
+    defaults folded away in a ``<details>`` block."""
+    flat = _flat(config)
+    defaults = command_defaults(config)
+    changed = {k: v for k, v in flat.items() if k not in defaults or defaults[k] != v}
+    same = {k: v for k, v in flat.items() if k not in changed}
+
+    def rows(d: Mapping[str, Any]) -> str:
+        return "".join(f"<tr><td style='padding:1px 10px 1px 0;vertical-align:top'><code>{html.escape(k)}</code></td>"
+                       f"<td style='word-break:break-word'>{html.escape(json.dumps(v, default=str))}</td></tr>"
+                       for k, v in d.items())
+    head = "<b>Config</b>" + (" (keys set differently from the defaults)" if defaults else "")
+    out = f"{head}<table style='font-size:0.9em;table-layout:fixed;max-width:100%'>{rows(changed)}</table>"
+    if same:
+        out += (f"<details><summary>{len(same)} keys at their default</summary>"
+                f"<table style='font-size:0.9em'>{rows(same)}</table></details>")
+    return out
+
+
+def set_options(select: Any, options: list, value: tuple) -> None:
+    """New options for a multiple-select, keeping ``value``: the selection is emptied first, so the
+    page never holds an index into options that are gone (that was the front end's "Error setting
+    state … (setting 'selected')" when a filter matched nothing)."""
+    if select.value:
+        select.value = ()
+    if list(select.options) != options:
+        select.options = options
+    if value:
+        select.value = value
+
+
+def scrape_root(rec: Mapping[str, Any]) -> Path | None:
+    """The folder of a scraped dataset the record points at (one with a ``manifest.jsonl``)."""
+    root = RunRecord.from_dict(rec).data_root or (rec.get("config") or {}).get("out")
+    if isinstance(root, str) and root and (Path(root).expanduser() / "manifest.jsonl").is_file():
+        return Path(root).expanduser()
+    return None
+
+
+def preview_png(root: Path) -> bytes:
+    """A thumbnail grid of a scraped dataset as PNG bytes."""
+    import io
+
+    from ..scrape import preview
+
+    fig = preview(root, per_label=8)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    return buf.getvalue()
+
+
 class RunsPanel:
     """Filter runs by status, kind and name; inspect one run or compare several.
 
     Attributes tests and users drive: ``status_filter``, ``kind_filter``, ``name_filter``
-    (values), ``selector`` (``.value`` = tuple of run ids), ``refresh_button``.
+    (values), ``selector`` (``.value`` = tuple of run ids), ``refresh_button``; outputs ``table``,
+    ``details`` (HTML), ``curves`` (:class:`CurvesView`), ``confusion`` (:class:`ChartView`),
+    ``preview`` (an Image, shown for scrape runs only).
     """
 
     def __init__(self, log: Any = None) -> None:
@@ -42,15 +123,19 @@ class RunsPanel:
         self.table = W.HTML()
         self.selector = W.SelectMultiple(options=[], rows=8, description="Runs", layout=W.Layout(width="100%"))
         self.details = W.HTML()
-        self.curves = W.Image(format="png", layout=W.Layout(width="420px"))
-        self.confusion = W.Image(format="png", layout=W.Layout(width="300px"))
+        self.curves = CurvesView(height=320)
+        self.curves.widget.layout.display = "none"
+        self.confusion = ChartView(height=300, hidden=True)
+        self.preview = W.Image(format="png", layout=W.Layout(max_width="760px", display="none"))
         for w in (self.status_filter, self.kind_filter, self.name_filter):
             w.observe(lambda _: self.refresh(), names="value")
         self.refresh_button.on_click(lambda _: self.refresh())
         self.selector.observe(lambda _: self.show(), names="value")
         self.widget = W.VBox([
+            heading("Runs", "every run in the run log: filter, select one to inspect, several to compare"),
             W.HBox([self.status_filter, self.kind_filter, self.name_filter, self.refresh_button]),
-            self.table, self.selector, W.HBox([self.curves, self.confusion]), self.details,
+            self.table, W.HTML("<b>Select runs</b> (ctrl/shift-click for several):"), self.selector,
+            self.details, self.curves.widget, self.preview, self.confusion.widget,
         ])
         self.records: list[dict] = []
         self.refresh()
@@ -68,14 +153,17 @@ class RunsPanel:
                 and (not name or name.lower() in str(r.get("name", "")).lower())]
         self.records = recs
         rows = "".join(
-            f"<tr><td>{html.escape(r['id'])}</td><td>{html.escape(str(r.get('name', '')))}</td>"
+            f"<tr><td>{html.escape(str(r.get('name', '')))}</td><td><code>{html.escape(r['id'])}</code></td>"
             f"<td>{html.escape(str(r.get('kind', '')))}</td><td>{html.escape(str(r.get('status', '')))}</td>"
             f"<td>{html.escape(_result(r))}</td></tr>" for r in reversed(recs))
-        self.table.value = ("<table><tr><th>id</th><th>name</th><th>kind</th><th>status</th><th>result</th></tr>"
-                            f"{rows}</table>" if recs else "<i>no runs match</i>")
-        selected = tuple(v for v in self.selector.value if v in {r["id"] for r in recs})
-        self.selector.options = [(f"{r.get('name')} · {r['id']} · {r.get('status')}", r["id"]) for r in reversed(recs)]
-        self.selector.value = selected
+        self.table.value = ("<table style='font-size:0.9em'><tr><th>name</th><th>id</th><th>kind</th><th>status</th>"
+                            f"<th>result</th></tr>{rows}</table>" if recs else "<i>no runs match</i>")
+        ids = {r["id"] for r in recs}
+        selected = tuple(v for v in self.selector.value if v in ids)
+        set_options(self.selector, [(f"{r.get('name')} · {r['id']} · {r.get('status')}", r["id"]) for r in reversed(recs)],
+                    selected)
+        if not selected:
+            self.show()
         return recs
 
     def select(self, run_ids: Sequence[str]) -> None:
@@ -83,37 +171,37 @@ class RunsPanel:
         self.selector.value = tuple(run_ids)
 
     def show(self) -> None:
-        """Show the selection: one run → config, curves, confusion matrix; several → overlaid curves."""
+        """Show the selection: one run → its detail view; several → overlaid curves; none → clear."""
         ids = list(self.selector.value)
+        self.confusion.clear(hide=True)
+        self.preview.value, self.preview.layout.display = b"", "none"
         if not ids:
-            self.details.value = ""
-            _show_png(self.curves, b"")
-            _show_png(self.confusion, b"")
+            self.details.value = "<i>select a run above to see its details</i>"
+            self.curves.records = []
+            self.curves.widget.layout.display = "none"
             return
         recs = [self.log.get(i) for i in ids]
-        _show_png(self.curves, plots.loss_png({f"{r.get('name')} ({r['id'][-6:]})": r.get("metrics") or [] for r in recs},
-                                           title="loss" if len(recs) == 1 else f"{len(recs)} runs compared"))
-        if len(recs) == 1:
-            r = recs[0]
-            s = r.get("summary") or {}
-            if s.get("confusion_matrix") and s.get("classes"):
-                _show_png(self.confusion, plots.confusion_png(s["confusion_matrix"], s["classes"],
-                                                              title=f"test accuracy {s.get('test_accuracy', 0):.3f}"))
-            else:
-                _show_png(self.confusion, b"")
-            short = {k: v for k, v in s.items() if k not in ("confusion_matrix",)}
-            self.details.value = (f"<b>{html.escape(str(r.get('name')))}</b> {html.escape(r['id'])} —"
-                                  f" {html.escape(str(r.get('status')))}"
-                                  + (f" <span style='color:#b00'>{html.escape(str(r['error']))}</span>"
-                                     if r.get("error") else "")
-                                  + "".join(f"<div class='wb-lineage'>{html.escape(t)}</div>"
-                                            for t in (lineage_text(r), resume_text(r), lr_find_text(r)) if t)
-                                  + f"<pre>config: {html.escape(json.dumps(r.get('config'), indent=1))}</pre>"
-                                  f"<pre>summary: {html.escape(json.dumps(short, indent=1, default=str))}</pre>")
+        logged = any(r.get("metrics") or r.get("epochs") for r in recs)
+        root = scrape_root(recs[0]) if len(recs) == 1 and not logged else None
+        if root is not None:  # a scrape run: its thumbnails, not an empty loss plot
+            self.curves.widget.layout.display = "none"
+            self.preview.value, self.preview.layout.display = preview_png(root), ""
+        elif logged:
+            self.curves.widget.layout.display = ""
+            self.curves.set_runs(recs)
         else:
-            _show_png(self.confusion, b"")
-            self.details.value = "<br>".join(f"{html.escape(str(r.get('name')))} {html.escape(r['id'])}:"
-                                             f" {html.escape(_result(r))}" for r in recs)
+            self.curves.widget.layout.display = "none"
+        if len(recs) == 1:
+            self.details.value = detail_html(recs[0])
+            chart = plots.confusion_chart(recs[0])
+            if chart is not None:
+                self.confusion.show(chart)
+        else:
+            self.details.value = ("<b>Selected runs</b><table style='font-size:0.9em'>" + "".join(
+                f"<tr><td>{html.escape(str(r.get('name')))}</td><td><code>{html.escape(r['id'])}</code></td>"
+                f"<td>{html.escape(str(r.get('status')))}</td><td>{html.escape(_result(r))}</td>"
+                + (f"<td style='color:#b00'>{html.escape(str(r['error']))}</td>" if r.get("error") else "")
+                + "</tr>" for r in recs) + "</table>")
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
@@ -121,12 +209,32 @@ class RunsPanel:
         display(self.widget)
 
 
+def detail_html(rec: Mapping[str, Any]) -> str:
+    """One run as a person reads it: a header line, the summary table, the config table, the dataset."""
+    v = RunRecord.from_dict(rec)
+    head = (f"<div style='font-size:1.05em'><b>{html.escape(v.name)}</b> <code>{html.escape(v.id)}</code> · "
+            f"{html.escape(v.kind)} · <b>{html.escape(v.status)}</b>"
+            + (f" · score {html.escape(_result(dict(rec)))}" if _result(dict(rec)) else "") + "</div>")
+    err = f"<div style='color:#b00'>error: {html.escape(str(v.error))}</div>" if v.error else ""
+    # where the run came from: initialised from, resumed from, learning rate found (workbench.provenance)
+    err += "".join(f"<div class='wb-lineage'>{html.escape(t)}</div>"
+                   for t in (lineage_text(rec), resume_text(rec), lr_find_text(rec)) if t)
+    summary = {k: x for k, x in v.summary.items() if k != "confusion_matrix"}
+    parts = [head, err]
+    if summary:
+        parts.append("<b>Summary</b>" + summary_table(summary))
+    parts.append(config_table(v.config))
+    ds = rec.get("dataset") or {}
+    if ds:
+        keep = {k: ds[k] for k in ("root", "n_images", "classes", "sha256", "dup_groups") if k in ds}
+        parts.append("<details><summary>Dataset</summary>" + summary_table(
+            {k: (", ".join(map(str, x)) if isinstance(x, list) else json.dumps(x) if isinstance(x, dict) else x)
+             for k, x in keep.items()}) + "</details>")
+    if rec.get("tags"):
+        parts.append("tags: " + ", ".join(f"<code>{html.escape(t)}</code>" for t in rec["tags"]))
+    return "".join(parts)
+
+
 def runs_panel(log: Any = None) -> RunsPanel:
     """Build a :class:`RunsPanel` (display it as the cell's last expression)."""
     return RunsPanel(log)
-
-
-def _show_png(image: W.Image, png: bytes) -> None:
-    """Set an image and hide it when empty (an empty PNG renders as a broken-image icon)."""
-    image.value = png
-    image.layout.display = "" if png else "none"

@@ -18,6 +18,7 @@ from typing import Any
 import ipywidgets as W
 
 from .. import paths
+from .common import heading
 
 
 def parse_queries(text: str) -> tuple[list[str], list[str]]:
@@ -89,6 +90,7 @@ class ScrapePanel:
         # hidden until there is a picture: an empty <img> shows as a broken-image icon
         self.preview = W.Image(format="png", layout=W.Layout(max_width="760px", display="none"))
         self.widget = W.VBox([
+            heading("Scrape", "labelled images from Google Images (or the offline stub) into a dataset folder"),
             self.queries, self.out, W.HBox([self.pages, self.limit]), W.HBox([self.size, self.chips]),
             W.HBox([self.start, self.stop, self.plan]), self.status, W.HBox([self.overall, self.overall_text]),
             self.bars_box, self.preview, W.HBox([self.related, self.add_related])])
