@@ -1,4 +1,4 @@
-"""Leave-one-task-out evaluation of the warm-start recommender, and of the gone-bad detector.
+"""Leave-one-task-out evaluation of the warm-start recommender.
 
     python benchmarks/bench_recommend.py [--home DIR] [--quick] [--epochs 6] [--k 3]
 
@@ -17,9 +17,9 @@
    noisy (a 10-class glyph test split has 120 images), the recommended and the default
    command are then trained afresh on the held-out task with ``--seeds`` more seeds (paired:
    the seed also draws the split) and compared on the mean.
-4. The gone-bad detector's early call (after 20 % of the planned steps) is replayed on every
-   stored run of the sweeps: precision / recall against what the runs turned out to be and
-   the compute a stop would have saved.
+
+(The gone-bad detector's replay that used to close this script is gone with the detector: runs
+gone bad are called by the learned pruner's model, measured in ``bench_tune.py``.)
 
 Timings are not the point here; single runs are noisy (one seed each), say so when quoting.
 """
@@ -53,7 +53,6 @@ def main(argv: list[str] | None = None) -> int:
     from workbench import RunLog
     from workbench.meta.common import config_key, run_score
     from workbench.meta.features import task_features
-    from workbench.meta.gonebad import evaluate_detector
     from workbench.meta.recommend import TaskIndex, recommend
     from workbench.meta.sweep import Sweep
     from workbench.meta.tasks import task_family
@@ -161,25 +160,12 @@ def main(argv: list[str] | None = None) -> int:
     if rows:
         print(f"oracle vs default: mean gain {100 * statistics.fmean(r['oracle'] - r['default'] for r in rows):+.1f} points")
 
-    rep = evaluate_detector([log.get(r["id"]) for r in log.find(tag="bench-recommend",
-                                                                  status=["completed", "trained", "stopped"])])
-    print(f"\nGone-bad detector (early call after ≤ 20% of planned steps) on {len(rep.frame)} stored runs:")
-    print(f"precision {rep.precision:.2f}, recall {rep.recall:.2f}, compute saved {100 * rep.compute_saved:.0f}% "
-          f"of all steps (plus {100 * rep.compute_lost:.0f}% spent on good runs it would have stopped)")
-    print(rep.per_outcome.to_string())
-    for truth in ("diverged", "flat", "worse_than_median"):
-        sub = rep.frame[rep.frame["truth"] == truth]
-        if len(sub):
-            print(f"  recall on {truth}: {(sub['call'] != 'ok').mean():.2f} ({len(sub)} runs)")
     print(f"\ntotal {time.perf_counter() - t0:.0f} s")
     if args.json:
         Path(args.json).write_text(json.dumps({"rows": rows, "win_rate": wins / max(n, 1), "mean_gain": gain,
                                                "reruns": {"win_rate": swins / max(n, 1), "mean_gain": sgain,
                                                           "pair_wins": pwins, "pairs": len(pairs)},
-                                               "vs_global": {"wins": gwins, "mean_gain": ggain},
-                                               "detector": {"precision": rep.precision, "recall": rep.recall,
-                                                            "compute_saved": rep.compute_saved,
-                                                            "compute_lost": rep.compute_lost}}, indent=1,
+                                               "vs_global": {"wins": gwins, "mean_gain": ggain}}, indent=1,
                                               default=str))
     return 0
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
-DEFAULT_DATA = HERE / "data" / "metadataset.jsonl.gz"
+DEFAULT_DATA = HERE.parent / "workbench" / "meta" / "data" / "metadataset.jsonl.gz"  # the package data
 
 METHODS = ("default", "random", "grid", "tpe", "tpe+median", "tpe+hyperband", "tpe+learned", "global-prior",
            "warm-start", "warm+priors", "warm+median", "workbench")
@@ -57,7 +57,7 @@ def _study_parts(method: str, seed: int, ctx: dict):
     tpe = optuna.samplers.TPESampler(seed=seed)
     pruners = {"median": optuna.pruners.MedianPruner(),
                "hyperband": optuna.pruners.HyperbandPruner(min_resource=1, max_resource=E, reduction_factor=3),
-               "learned": LearnedPruner(ctx["model"], max_epochs=E)}
+               "learned": LearnedPruner(ctx["model"], max_epochs=E, memory=ctx["memory"])}
     ws = ctx["warm"]
     if method == "random":
         return optuna.samplers.RandomSampler(seed=seed), None, [], []
@@ -114,7 +114,9 @@ def _one_task(args: tuple) -> dict:
     t0 = time.perf_counter()
     model = CurveModel().fit(hist)  # never sees the held-out task's curves
     E = md.epochs
-    ctx = {"epochs": E, "model": model, "space": md.space, "warm": warm_start(task.features, hist),
+    # the memory tune() gives its pruner: how each configuration went on the nearest other tasks
+    ctx = {"epochs": E, "model": model, "memory": model.memory_for(task.features, exclude=name),
+           "space": md.space, "warm": warm_start(task.features, hist),
            "global": global_prior(hist)}
     vals = [c.value for c in task.curves.values()]
     oracle, worst = max(vals), min(vals)

@@ -1,6 +1,7 @@
 """Build the replayable meta-dataset: every shipped task × every grid configuration, real runs.
 
-    nice -n 10 python benchmarks/make_metadataset.py                 # full: 12 tasks × 48 configs
+    nice -n 10 python benchmarks/make_metadataset.py                 # the shipped one: 16 tasks × 48 configs × 12 epochs
+    nice -n 10 python benchmarks/make_metadataset.py --epochs 24     # the 24-epoch variant (benchmarks/data/)
     python benchmarks/make_metadataset.py --quick --out /tmp/md.jsonl.gz   # smoke: 2 tasks × 2 configs
 
 Each run is a workbench training run (``workbench.jobs.run_training``, kind ``baseline``,
@@ -25,8 +26,13 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_OUT = HERE / "data" / "metadataset.jsonl.gz"
+DEFAULT_OUT = HERE.parent / "workbench" / "meta" / "data" / "metadataset.jsonl.gz"  # the package data (12 epochs)
 EPOCHS = 12
+
+
+def default_out(epochs: int) -> Path:
+    """The package data for the shipped 12-epoch build; ``benchmarks/data/metadataset<E>.jsonl.gz`` otherwise."""
+    return DEFAULT_OUT if epochs == EPOCHS else HERE / "data" / f"metadataset{epochs}.jsonl.gz"
 SPLIT = {"train": 0.5, "val": 0.25, "test": 0.25}
 
 
@@ -65,7 +71,7 @@ def build_task(spec, home: Path, grid: list, space, epochs: int, log_fn=print) -
     from workbench.runlog import RunLog
 
     folder = synthetic.write_task(spec, home / "datasets")
-    log = RunLog(home / "logs" / f"{spec.name}.json")
+    log = RunLog(home / "logs" / f"{spec.name}.db")
     feats = task_features(folder)
     task = {"path": str(folder.resolve()), "name": spec.name, "family": spec.family,
             "fingerprint": feats["fingerprint"], "features": feats, "spec": spec.to_dict()}
@@ -95,7 +101,8 @@ def build_task(spec, home: Path, grid: list, space, epochs: int, log_fn=print) -
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--home", type=Path, help="where the runs and task folders go (default $WORKBENCH_HOME/metadataset)")
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"export file (default {DEFAULT_OUT})")
+    ap.add_argument("--out", type=Path, help=f"export file (default {DEFAULT_OUT} for {EPOCHS} epochs, "
+                                              "else benchmarks/data/metadataset<E>.jsonl.gz)")
     ap.add_argument("--tasks", help="comma-separated task names (default: all shipped tasks)")
     ap.add_argument("--configs", help="comma-separated grid indices (a pilot); default all")
     ap.add_argument("--shard", default="0/1", help="I/N: build every N-th task starting at I (parallel builders)")
@@ -136,9 +143,10 @@ def main(argv: list[str] | None = None) -> int:
         from workbench.runlog import RunLog
 
         all_logs = logs if (args.quick or args.tasks or n > 1) else \
-            [RunLog(p) for p in sorted((home / "logs").glob("*.json"))]
-        k = export(all_logs, args.out)
-        print(f"exported {k} runs to {args.out} ({args.out.stat().st_size / 1e6:.2f} MB)")
+            [RunLog(p) for p in sorted((home / "logs").glob("*.db"))]
+        out = args.out or default_out(epochs)
+        k = export(all_logs, out)
+        print(f"exported {k} runs to {out} ({out.stat().st_size / 1e6:.2f} MB)")
     return 0
 
 

@@ -283,7 +283,7 @@ def test_04_meta_panels_compare_importance_recommend_tune(lab):
     lab.assert_clean("notebook 04 after Run All")
     assert not lab.stderr_outputs(), f"notebook 04 printed to stderr: {lab.stderr_outputs()}"
     page = lab.page
-    assert "replayed from benchmarks/data/metadataset.jsonl.gz" in lab.notebook.inner_text()
+    assert "replayed from workbench/meta/data/metadataset.jsonl.gz" in lab.notebook.inner_text()
     panels = {name: output_of(lab, name) for name in ("Compare runs", "What mattered", "Recommend", "Tune")}
     for name, panel in panels.items():
         assert panel.count() == 1, f"no panel headed {name!r}"

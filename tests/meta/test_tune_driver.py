@@ -123,3 +123,18 @@ def test_cli_tune_and_sweep(folder, tmp_path, capsys):
     assert len(RunLog(db).runs()) == 4  # resumed: the grid is done
     assert main(["tune", "--data", str(folder), "--budget", "5 parsecs", "--db", db]) == 1
     assert "budget" in capsys.readouterr().err
+
+
+def test_a_trial_numbered_past_a_trial_budget_is_refused_untrained():
+    # two workers asked before either finished; the budget is one trial: the later number trains nothing
+    from workbench.meta.study import check_trial_budget, own_trials
+
+    study = optuna.create_study(direction="maximize")
+    first, late = study.ask(), study.ask()
+    check_trial_budget(first, "trials", 1)  # within the budget: returns
+    with pytest.raises(optuna.TrialPruned):
+        check_trial_budget(late, "trials", 1)
+    study.tell(late, state=optuna.trial.TrialState.PRUNED)
+    study.tell(first, 0.5)
+    assert [t.number for t in own_trials(study)] == [first.number]  # the refused one is not the study's
+    check_trial_budget(study.ask(), "epochs", 1)  # only trial budgets count trials

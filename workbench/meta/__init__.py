@@ -3,8 +3,8 @@
 - :func:`compare` — results table, overlaid curves, config keys that differ;
 - :func:`param_importance` — which hyperparameters mattered (with a too-few-runs warning);
 - :func:`task_features` / :func:`recommend` — warm-start a new dataset from the nearest past tasks;
-- :class:`GoneBadDetector` / :class:`GoneBadCallback` / :func:`evaluate_detector` — call a run
-  diverged, flat or worse than its sweep's median early, and stop it;
+- :class:`GoneBadCallback` / :func:`train_watched` — the learned pruner's model watching one run:
+  call it diverged, flat or worse than the best run on its dataset early, and stop it;
 - :func:`sweep` — variants of a training command into the run log, resumable and stoppable;
 - :func:`tune` — an Optuna study over training commands, warm-started from the nearest past tasks
   and pruned by a model of stored learning curves (:mod:`~workbench.meta.tune`,
@@ -29,8 +29,7 @@ from .tune import Budget, TuneResult, anytime_curve, pruned_trials, trials_frame
 from .warmstart import warm_start_configs
 
 _LAZY = {
-    "GoneBadDetector": "gonebad", "GoneBadCallback": "gonebad", "evaluate_detector": "gonebad",
-    "Verdict": "gonebad", "outcome": "gonebad", "label_runs": "gonebad", "train_watched": "gonebad",
+    "GoneBadCallback": "gonebad", "Verdict": "gonebad", "train_watched": "gonebad",
     "LearnedPruner": "pruning", "CurveModel": "pruning",
 }
 

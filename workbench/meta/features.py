@@ -6,6 +6,9 @@ Three groups, all cheap (a sample of at most ``per_class`` images per class):
 - counts: classes, images per class (mean, min, spread), total images;
 - image statistics: size, aspect ratio, share of grayscale images, mean/std intensity,
   colourfulness, edge density (mean absolute gradient);
+- for a scraped dataset, its text (``text``: queries, labels, related searches and chips,
+  :func:`workbench.scrape.task_text`), which the warm start's neighbour search can weigh next to
+  the image features (:func:`workbench.meta.warmstart.neighbour_distances`);
 - an embedding from a fixed backbone (Conv-4, 32 filters, random init with seed 0,
   or any backbone you pass, e.g. a meta-trained one): the mean image embedding
   (direction only) plus two *landmarkers* that measure difficulty — leave-one-out
@@ -119,7 +122,7 @@ def task_features(root: str | os.PathLike, per_class: int = 20, backbone: Callab
     cfile = paths.cache_dir() / "task_features" / f"{key}.json"
     if cache and backbone is None and cfile.is_file():
         try:
-            return json.loads(cfile.read_text())
+            return _with_text(json.loads(cfile.read_text()), root)
         except (OSError, json.JSONDecodeError):
             pass  # rebuilt below
     counts = np.array([len(f) for f in classes.values()], dtype=float)
@@ -172,7 +175,17 @@ def task_features(root: str | os.PathLike, per_class: int = 20, backbone: Callab
     if cache and backbone is None:
         with paths.replacing(cfile) as tmp:
             tmp.write_text(json.dumps(out))
-    return out
+    return _with_text(out, root)
+
+
+def _with_text(feats: dict, root: Path) -> dict:
+    """Add a scraped folder's text (read each time: a resumed scrape adds related searches)."""
+    from ..scrape import task_text
+
+    text = task_text(root)
+    if text:
+        feats["text"] = text
+    return feats
 
 
 def _loo_nearest_centroid(z, y) -> float:

@@ -1,89 +1,69 @@
-"""Runs gone bad: call a run diverged, flat or worse than its sweep's median early, from its loss curve.
+"""Runs gone bad: the learned pruner's model watching one training run, no study needed.
 
-Superseded for tuning by :class:`workbench.meta.pruning.LearnedPruner` (trained on stored curves,
-an Optuna pruner; NaN/inf prunes at once): the "worse than median" rule below is Optuna's
-MedianPruner written again. Kept until notebook 04 and ``train_watched`` move over (lead: retire).
+There is one early-stopping model in the workbench, :class:`workbench.meta.pruning.CurveModel`
+(trained on the stored learning curves of past tasks, calibrated out of task). The tuner asks it
+"will this trial end at or below the study's best?"; :class:`GoneBadCallback` asks the same model
+about a single run, against the references a single run has:
 
-Outcomes (what a *finished* run turned out to be, :func:`outcome`):
+- ``diverged``: the training loss (checked every step) or the validation value is NaN/inf —
+  nothing to predict, the run is stopped at once;
+- ``flat``: after a validation epoch, the model says the run will very likely end at or below
+  its *flat line* (chance plus :data:`~workbench.meta.pruning.FLAT_SHARE` of the way to a perfect
+  score: it learned next to nothing);
+- ``worse_than_best``: the model says it will very likely end at or below the reference run — by
+  default the best finished run on the same dataset (same fingerprint) in the run log; or a run
+  id, a tag (``sweep:<name>``, ``study:<name>``: its best finished run) or a curve.
 
-- ``diverged``: a NaN/inf loss, or the final loss above ``diverge_factor`` × the initial one;
-- ``flat``: the final loss less than ``flat_drop`` (5 %) below the initial one;
-- ``worse_than_median``: it finished, but its score is below the median of its group
-  (its sweep, or the runs on the same task);
-- ``ok``: none of these.
+"Very likely" is the model's calibrated per-epoch threshold, the tuner's own. The default model
+is fitted (once per process) on the shipped meta-dataset's curves with the flat line as an extra
+reference and curve features only (:func:`default_model`). The callback stops the run (or only
+flags it: ``stop_on``) and records the verdict in the run record (``gone_bad`` field: call, step,
+epoch, reason, probability, threshold, action; a ``gone-bad:<call>`` tag). :func:`train_watched`
+trains a command under it through :func:`workbench.jobs.run_training`; a stopped run ends
+``stopped`` with its checkpoint.
 
-The early call (:class:`GoneBadDetector`) sees only the first ``window`` (20 %) of the
-planned steps:
-
-- diverged: any NaN/inf, or the smoothed loss rising above ``explode_factor`` × its
-  running minimum and above the initial loss (checked at every step, so an explosion
-  is caught as it happens), or at the end of the window above ``rise_factor`` × the start;
-- flat: at the end of the window (at least ``min_flat_points`` steps) the smoothed loss
-  has dropped less than ``flat_tol`` (2 %) from its start — and, when sibling curves are
-  given, less than their median drop (some tasks start slowly for every recipe);
-- worse_than_median: at the end of the window the run's smoothed loss is above the
-  median of its siblings' smoothed losses at the same step (needs reference curves;
-  early loss rank predicts final rank well on the stored sweeps, see the README).
-
-:class:`GoneBadCallback` runs the detector inside Lightning, stops (or only flags) the
-run and records the verdict and its reason in the run record (``gone_bad`` field and a
-``gone-bad:<call>`` tag). :func:`evaluate_detector` replays the early call over stored
-runs: precision / recall and the compute a stop would have saved.
+How good the model's calls are is measured where it is trained: the pruner comparison of
+``benchmarks/bench_tune.py`` (the README's tuning results) — there is no second evaluation.
+Replaces the hand-tuned ``GoneBadDetector`` (loss-ratio thresholds, a "worse than median" rule
+that was Optuna's MedianPruner written again) and its ``evaluate_detector``.
 """
 from __future__ import annotations
 
 import math
-import statistics
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import pytorch_lightning as pl
 
 from ..runlog import RunLog
-from .common import as_records, loss_curve, run_score
-from .compare import smooth_ema
+from .pruning import FLAT_SHARE, CurveModel, fitted_model
+from .replay import trial_value
 
-__all__ = ["OUTCOMES", "Verdict", "GoneBadDetector", "outcome", "label_runs", "evaluate_detector",
-           "DetectorReport", "GoneBadCallback", "group_key", "train_watched"]
+__all__ = ["CALLS", "Verdict", "GoneBadCallback", "train_watched", "default_model"]
 
-OUTCOMES = ("ok", "diverged", "flat", "worse_than_median")
-
-
-def _finite(xs: Iterable[float]) -> list[float]:
-    return [x for x in xs if math.isfinite(x)]
+CALLS = ("ok", "diverged", "flat", "worse_than_best")
 
 
-def outcome(losses: Sequence[float], score: float | None = None, group_scores: Sequence[float] | None = None,
-            diverge_factor: float = 1.5, flat_drop: float = 0.05) -> str:
-    """What a finished run turned out to be (one of :data:`OUTCOMES`), from its whole loss curve."""
-    if not losses:
-        raise ValueError("outcome: empty loss curve")
-    if any(not math.isfinite(x) for x in losses):
-        return "diverged"
-    n = len(losses)
-    head = losses[:max(1, n // 20)]
-    tail = losses[-max(1, n // 10):]
-    initial = sum(head) / len(head)
-    final = sum(tail) / len(tail)
-    if final > diverge_factor * initial:
-        return "diverged"
-    if final > (1 - flat_drop) * initial:
-        return "flat"
-    if score is not None and group_scores:
-        others = [s for s in group_scores if s is not None]
-        if len(others) >= 3 and score < statistics.median(others):
-            return "worse_than_median"
-    return "ok"
+def default_model() -> CurveModel:
+    """The gone-bad model: curve features and the flat line, fitted on the shipped meta-dataset (cached)."""
+    from .replay import SHIPPED_METADATASET, MetaDataset
+
+    if not SHIPPED_METADATASET.is_file():
+        raise FileNotFoundError(f"the shipped meta-dataset is missing at {SHIPPED_METADATASET}; pass model=")
+    return fitted_model(MetaDataset.load(SHIPPED_METADATASET), memory=False, flat_line=True)
 
 
 @dataclass
 class Verdict:
-    """An early call on a run: ``call`` (an outcome), the step it was made at, and why."""
+    """A call on a run: ``call`` (one of :data:`CALLS`), the step and epoch it was made at, and why."""
 
     call: str
     step: int
     reason: str
     planned_steps: int | None = None
+    epoch: int | None = None
+    probability: float | None = None
+    threshold: float | None = None
     details: dict = field(default_factory=dict)
 
     @property
@@ -96,265 +76,96 @@ class Verdict:
         return asdict(self)
 
 
-@dataclass
-class GoneBadDetector:
-    """Early call on a loss curve after at most ``window`` × planned steps (see the module doc)."""
-
-    window: float = 0.2
-    explode_factor: float = 2.0
-    rise_factor: float = 1.25
-    flat_tol: float = 0.02
-    smooth: float = 0.6
-    min_points: int = 5
-    min_flat_points: int = 8
-    median_margin: float = 0.0
-
-    def __post_init__(self) -> None:
-        if not 0 < self.window <= 1:
-            raise ValueError(f"window = {self.window!r}: expected a fraction of the planned steps in (0, 1]")
-        if self.explode_factor <= 1:
-            raise ValueError(f"explode_factor = {self.explode_factor!r}: expected > 1")
-        if not 0 <= self.smooth < 1:
-            raise ValueError(f"smooth = {self.smooth!r}: expected a weight in [0, 1)")
-
-    def window_steps(self, planned_steps: int) -> int:
-        """How many steps the detector may watch before it must call."""
-        return max(self.min_points, int(math.floor(self.window * planned_steps)))
-
-    def check(self, losses: Sequence[float], planned_steps: int,
-              reference: Sequence[Sequence[float]] | None = None, final: bool | None = None) -> Verdict:
-        """Call a run from the losses seen so far (one per step, from step 0).
-
-        ``final`` (default: the window is full) allows the flat / worse-than-median calls,
-        which need the whole window; divergence is called as soon as it shows.
-        """
-        if planned_steps <= 0:
-            raise ValueError(f"planned_steps = {planned_steps!r}: expected > 0")
-        w = self.window_steps(planned_steps)
-        seen = list(losses[:w])
-        step = len(seen) - 1
-        if final is None:
-            final = len(seen) >= w
-        for i, x in enumerate(seen):
-            if not math.isfinite(x):
-                return Verdict("diverged", i, f"loss is {x} at step {i}", planned_steps, {"value": x})
-        if len(seen) < self.min_points:
-            return Verdict("ok", step, f"only {len(seen)} steps seen; need {self.min_points}", planned_steps)
-        sm = smooth_ema(seen, self.smooth)
-        k = max(1, min(len(sm) // 10, 5))
-        initial = sum(seen[:k]) / k
-        running_min = math.inf
-        for i, v in enumerate(sm):
-            running_min = min(running_min, v)
-            if i >= self.min_points and v > self.explode_factor * running_min and v > initial:
-                return Verdict("diverged", i,
-                               f"smoothed loss {v:.4g} at step {i} is {v / running_min:.1f}× its minimum "
-                               f"{running_min:.4g} (limit {self.explode_factor:g}×) and above the start {initial:.4g}",
-                               planned_steps, {"value": v, "min": running_min, "initial": initial})
-        if not final:
-            return Verdict("ok", step, "window not complete", planned_steps)
-        now = sm[-1]
-        drop = (initial - now) / abs(initial) if initial else 0.0
-        if initial > 0 and now > self.rise_factor * initial:
-            return Verdict("diverged", step,
-                           f"smoothed loss rose from {initial:.4g} to {now:.4g} ({now / initial:.2f}×, limit "
-                           f"{self.rise_factor:g}×) in the first {len(seen)} of {planned_steps} steps",
-                           planned_steps, {"initial": initial, "now": now})
-        refs, ref_drops = [], []
-        for r in reference or []:
-            r = [float(x) for x in r]
-            if len(r) >= len(seen) and all(math.isfinite(x) for x in r[:len(seen)]):
-                r_now = smooth_ema(r[:len(seen)], self.smooth)[-1]
-                r_init = sum(r[:k]) / k
-                refs.append(r_now)
-                ref_drops.append((r_init - r_now) / abs(r_init) if r_init else 0.0)
-        # flat needs enough points, and — when siblings are known — a slower start than most of
-        # them: some tasks start slowly for every recipe, and that is not a flat run
-        sibling_drop = statistics.median(ref_drops) if len(ref_drops) >= 2 else None
-        if drop < self.flat_tol and len(seen) >= self.min_flat_points and (
-                sibling_drop is None or drop < sibling_drop):
-            vs = f"; siblings' median {100 * sibling_drop:.1f}%" if sibling_drop is not None else ""
-            return Verdict("flat", step,
-                           f"loss fell only {100 * drop:.1f}% in the first {len(seen)} of {planned_steps} steps "
-                           f"({initial:.4g} → {now:.4g}; need ≥ {100 * self.flat_tol:g}%{vs})",
-                           planned_steps, {"initial": initial, "now": now, "drop": drop,
-                                           "sibling_drop": sibling_drop})
-        if len(refs) >= 2:
-            med = statistics.median(refs)
-            if now > med * (1 + self.median_margin):
-                return Verdict("worse_than_median", step,
-                               f"smoothed loss {now:.4g} at step {step} is above the median {med:.4g} of "
-                               f"{len(refs)} sibling runs at the same step", planned_steps,
-                               {"now": now, "median": med, "n_reference": len(refs)})
-        return Verdict("ok", step, f"loss fell {100 * drop:.1f}% in the first {len(seen)} steps", planned_steps,
-                       {"initial": initial, "now": now, "drop": drop})
-
-    def predict(self, run: Mapping[str, Any], planned_steps: int | None = None,
-                reference: Sequence[Sequence[float]] | None = None, metric: str = "train_loss") -> Verdict:
-        """Early call on a stored run, seeing only the first ``window`` of its curve."""
-        _, losses = loss_curve(run, metric)
-        if not losses:
-            raise ValueError(f"run {run.get('id')}: no {metric!r} values logged")
-        planned = planned_steps or planned_steps_of(run, len(losses))
-        return self.check(losses, planned, reference)
-
-
-def planned_steps_of(rec: Mapping[str, Any], default: int) -> int:
-    """Planned optimizer steps of a stored run (recorded by the callback or a sweep), else ``default``."""
-    for src in (rec.get("gone_bad") or {}, rec.get("summary") or {}, rec):
-        v = src.get("planned_steps") if isinstance(src, Mapping) else None
-        if isinstance(v, (int, float)) and v > 0:
-            return int(v)
-    return default
-
-
-def group_key(rec: Mapping[str, Any]) -> str:
-    """Runs compared against each other: the sweep tag, else the dataset, else the kind."""
-    for t in rec.get("tags") or []:
-        if str(t).startswith("sweep:"):
-            return str(t)
-    ds = rec.get("dataset") or {}
-    for k in ("fingerprint", "sha256", "path", "root"):
-        if ds.get(k):
-            return f"dataset:{ds[k]}"
-    return f"kind:{rec.get('kind')}"
-
-
-def label_runs(runs: Iterable[Any], log: RunLog | None = None, metric: str = "train_loss") -> dict[str, str]:
-    """Outcome of each finished run with a loss curve (run id → outcome)."""
-    recs = [r for r in as_records(runs, log) if r.get("status") in ("trained", "completed", "failed", "stopped")]
-    groups: dict[str, list[float]] = {}
-    for r in recs:
-        s = run_score(r)
-        if s is not None:
-            groups.setdefault(group_key(r), []).append(s)
-    out = {}
-    for r in recs:
-        _, losses = loss_curve(r, metric)
-        if losses:
-            out[r["id"]] = outcome(losses, run_score(r), groups.get(group_key(r)))
-    return out
-
-
-@dataclass
-class DetectorReport:
-    """Replay of the early call over stored runs (``frame``: one row per run)."""
-
-    frame: Any
-    precision: float
-    recall: float
-    compute_saved: float
-    compute_lost: float
-    per_outcome: Any
-
-    def __repr__(self) -> str:
-        return (f"DetectorReport(runs={len(self.frame)}, precision={self.precision:.2f}, recall={self.recall:.2f}, "
-                f"compute_saved={100 * self.compute_saved:.0f}%, compute_lost_on_good_runs="
-                f"{100 * self.compute_lost:.0f}%)")
-
-
-def evaluate_detector(runs: Iterable[Any], detector: GoneBadDetector | None = None, log: RunLog | None = None,
-                      metric: str = "train_loss", use_reference: bool = True) -> DetectorReport:
-    """Precision/recall of the early "gone bad" call against what the stored runs turned out to be.
-
-    A call counts as correct when the run was bad (any outcome but ``ok``), whatever the
-    kind of badness. ``compute_saved`` is the share of all stored steps that stopping the
-    truly bad runs at the call would have saved; ``compute_lost`` is the share spent on good
-    runs that the call would have stopped (their result would have been lost).
-    Sibling curves (same :func:`group_key`, the run itself left out) feed the
-    worse-than-median call.
-    """
-    import pandas as pd
-
-    det = detector or GoneBadDetector()
-    recs = [r for r in as_records(runs, log) if r.get("status") in ("trained", "completed", "failed", "stopped")]
-    truth = label_runs(recs, metric=metric)
-    curves = {r["id"]: loss_curve(r, metric)[1] for r in recs}
-    rows = []
-    for r in recs:
-        if r["id"] not in truth:
-            continue
-        losses = curves[r["id"]]
-        planned = planned_steps_of(r, len(losses))
-        refs = [curves[o["id"]] for o in recs
-                if use_reference and o["id"] != r["id"] and group_key(o) == group_key(r)]
-        v = det.check(losses, planned, refs)
-        rows.append({"id": r["id"], "name": r.get("name"), "group": group_key(r), "truth": truth[r["id"]],
-                     "call": v.call, "call_step": v.step, "planned_steps": planned,
-                     "saved_steps": max(0, planned - (v.step + 1)) if v.bad else 0, "reason": v.reason})
-    df = pd.DataFrame(rows)
-    if df.empty:
-        raise ValueError("evaluate_detector: no finished runs with a loss curve")
-    bad_t = df["truth"] != "ok"
-    bad_c = df["call"] != "ok"
-    tp = int((bad_t & bad_c).sum())
-    precision = tp / int(bad_c.sum()) if bad_c.any() else float("nan")
-    recall = tp / int(bad_t.sum()) if bad_t.any() else float("nan")
-    total = float(df["planned_steps"].sum())
-    saved = float(df.loc[bad_t & bad_c, "saved_steps"].sum()) / total
-    lost = float(df.loc[~bad_t & bad_c, "saved_steps"].sum()) / total
-    per = pd.crosstab(df["truth"], df["call"])
-    return DetectorReport(df, precision, recall, saved, lost, per)
-
-
 class GoneBadCallback(pl.Callback):
-    """Lightning callback: watch the training loss, stop or flag a run going bad, record why.
+    """Lightning callback: stop or flag a run the learned model calls gone bad; record why.
 
     Args:
-        detector: thresholds (default :class:`GoneBadDetector`).
-        stop_on: calls that stop training (``trainer.should_stop``); other bad calls only flag.
-        reference: sibling loss curves for the worse-than-median call, or a sweep tag
-            (``"sweep:<name>"``) whose finished runs are loaded from the run log.
-        planned_steps: override Lightning's ``estimated_stepping_batches``.
-        check_every: run the detector every N steps (NaN is checked on every step).
+        model: a fitted :class:`CurveModel` (default :func:`default_model`, fitted on first use).
+        stop_on: calls that stop training; other bad calls only flag.
+        reference: ``"auto"`` (best finished run on the same dataset in the run log), ``None``
+            (the flat line only), a run id, a tag, or a validation curve.
+        planned_steps: override Lightning's ``estimated_stepping_batches`` (recorded with the call).
         run: the run to record into (handle or id) when the trainer has no ``WorkbenchLogger``.
-        log: run log for ``reference`` tags and ``run`` ids.
+        log: run log for ``reference`` look-ups and ``run`` ids.
+        monitor: the per-epoch validation value the model reads.
 
-    After training, ``verdict`` holds the call (``None`` while nothing was called).
+    After training, ``verdict`` holds the last call (``ok`` once an epoch was judged healthy).
     """
 
-    def __init__(self, detector: GoneBadDetector | None = None,
-                 stop_on: Sequence[str] = ("diverged", "flat"),
-                 reference: Sequence[Sequence[float]] | str | None = None, planned_steps: int | None = None,
-                 check_every: int = 1, run: Any = None, log: RunLog | None = None) -> None:
+    def __init__(self, model: CurveModel | None = None, stop_on: Sequence[str] = ("diverged", "flat"),
+                 reference: Any = "auto", planned_steps: int | None = None, run: Any = None,
+                 log: RunLog | None = None, monitor: str = "val_accuracy") -> None:
         super().__init__()
-        bad = [s for s in stop_on if s not in OUTCOMES or s == "ok"]
+        bad = [s for s in stop_on if s not in CALLS or s == "ok"]
         if bad:
-            raise ValueError(f"stop_on: {bad} not allowed; choose from {', '.join(OUTCOMES[1:])}")
-        self.detector = detector or GoneBadDetector()
+            raise ValueError(f"stop_on: {bad} not allowed; choose from {', '.join(CALLS[1:])}")
+        if model is not None and not isinstance(model, CurveModel):
+            raise ValueError(f"model = {model!r}: expected a fitted CurveModel (workbench.meta.pruning)")
+        self._model = model
         self.stop_on = tuple(stop_on)
         self._reference_spec = reference
         self.planned_steps = planned_steps
-        self.check_every = max(1, int(check_every))
         self._run = run
         self._log = log
-        self.losses: list[float] = []
+        self.monitor = monitor
+        self.steps = 0
+        self.values: list[float] = []
         self.verdict: Verdict | None = None
         self.stopped = False
         #: a workbench.jobs.StopFlag to set when stopping (train_watched wires it)
         self.stop_flag: Any = None
-        self._reference: list[list[float]] | None = None
+        self._reference: tuple[float, list[float], str] | None | bool = False  # False: not looked up yet
 
-    # -- helpers -------------------------------------------------------------------
-    def reference_curves(self) -> list[list[float]]:
-        """Sibling curves: given directly, or the finished runs of a sweep tag in the run log."""
-        if self._reference is None:
-            spec = self._reference_spec
-            if isinstance(spec, str):
-                log = self._log or RunLog()
-                recs = [log.get(r["id"]) for r in log.find(tag=spec, status=["trained", "completed"])]
-                self._reference = [loss_curve(r)[1] for r in recs]
-            else:
-                self._reference = [list(map(float, c)) for c in spec or []]
-        return self._reference
+    @property
+    def model(self) -> CurveModel:
+        """The model the calls come from (fitted on first use)."""
+        if self._model is None:
+            self._model = default_model()
+        return self._model
 
-    def _planned(self, trainer: Any) -> int:
-        if self.planned_steps:
-            return int(self.planned_steps)
-        est = getattr(trainer, "estimated_stepping_batches", None)
-        if isinstance(est, (int, float)) and math.isfinite(est) and est > 0:
-            return int(est)
-        return max(len(self.losses) * 5, 1)
+    # -- what the run is compared with --------------------------------------------------------
+    def reference_run(self, trainer: Any = None) -> tuple[float, list[float], str] | None:
+        """(value, validation curve, description) of the reference run, or ``None`` (flat line only)."""
+        if self._reference is False:
+            self._reference = self._find_reference(trainer)
+        return self._reference  # type: ignore[return-value]
+
+    def _find_reference(self, trainer: Any) -> tuple[float, list[float], str] | None:
+        spec = self._reference_spec
+        if spec is None:
+            return None
+        if not isinstance(spec, str):  # a curve
+            curve = [float(v) for v in spec]
+            return (trial_value(curve), curve, "the given curve") if curve else None
+        log = self._run_log(trainer)
+        if log is None:
+            return None
+        me = self._target_run(trainer)
+        my_id = getattr(me, "id", None)
+        if spec == "auto":
+            fp = ((log.get(my_id, metrics=False).get("dataset") or {}).get("fingerprint")) if my_id else None
+            if not fp:
+                return None
+            cands = [r for r in log.find(status=["trained", "completed"])
+                     if (r.get("dataset") or {}).get("fingerprint") == fp and r["id"] != my_id]
+            what = "the best finished run on this dataset"
+        elif ":" in spec:
+            cands = [r for r in log.find(tag=spec, status=["trained", "completed"]) if r["id"] != my_id]
+            what = f"the best finished run tagged {spec}"
+        else:
+            cands = [log.get(spec, metrics=False)]
+            what = f"run {spec}"
+        best = None
+        for r in cands:
+            curve = [float(e[self.monitor]) for e in sorted(log.get(r["id"], metrics=False).get("epochs") or [],
+                                                             key=lambda e: e.get("epoch", 0)) if self.monitor in e]
+            if curve and (best is None or trial_value(curve) > best[0]):
+                best = (trial_value(curve), curve, f"{what} ({r['id']})")
+        return best
+
+    def _run_log(self, trainer: Any) -> RunLog | None:
+        run = self._target_run(trainer)
+        return getattr(run, "log", None) or self._log
 
     def _target_run(self, trainer: Any):
         from ..runlog.lightning import WorkbenchLogger
@@ -368,6 +179,87 @@ class GoneBadCallback(pl.Callback):
             self._run = (self._log or RunLog()).handle(self._run)
         return self._run
 
+    def _n_classes(self, trainer: Any, pl_module: Any) -> int | None:
+        classes = (getattr(pl_module, "hparams", None) or {}).get("classes")
+        if classes:
+            return len(classes)
+        run = self._target_run(trainer)
+        if run is not None:
+            ds = run.log.get(run.id, metrics=False).get("dataset") or {}
+            if ds.get("classes"):
+                return len(ds["classes"])
+        return None
+
+    def _planned(self, trainer: Any) -> int:
+        if self.planned_steps:
+            return int(self.planned_steps)
+        est = getattr(trainer, "estimated_stepping_batches", None)
+        if isinstance(est, (int, float)) and math.isfinite(est) and est > 0:
+            return int(est)
+        return max(self.steps * 5, 1)
+
+    # -- Lightning hooks -----------------------------------------------------------------------
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
+        self.steps += 1
+        if loss is None or self.stopped:
+            return
+        try:
+            value = float(loss.detach()) if hasattr(loss, "detach") else float(loss)
+        except (TypeError, ValueError):
+            return
+        if not math.isfinite(value):
+            self._act(trainer, Verdict("diverged", self.steps - 1, f"training loss is {value} at step {self.steps - 1}",
+                                       self._planned(trainer), int(trainer.current_epoch)))
+
+    def on_validation_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        if getattr(trainer, "sanity_checking", False) or self.stopped:
+            return
+        v = trainer.callback_metrics.get(self.monitor)
+        if v is None:
+            return
+        value = float(v)
+        self.values.append(value)
+        step, epoch, planned = max(self.steps - 1, 0), int(trainer.current_epoch), self._planned(trainer)
+        if not math.isfinite(value):
+            self._act(trainer, Verdict("diverged", step, f"{self.monitor} is {value} after epoch {epoch}", planned,
+                                       epoch))
+            return
+        max_epochs = int(getattr(trainer, "max_epochs", 0) or 0)
+        if max_epochs < 2 or len(self.values) >= max_epochs:
+            return
+        self._judge(trainer, pl_module, step, epoch, planned, max_epochs)
+
+    def _judge(self, trainer: Any, pl_module: Any, step: int, epoch: int, planned: int, max_epochs: int) -> None:
+        """Ask the model against the flat line, then against the reference run."""
+        m = self.model
+        threshold = m.threshold_at(len(self.values), max_epochs)
+        n_classes = self._n_classes(trainer, pl_module)
+        checks = []
+        if n_classes:
+            flat, curve = m.flat_reference(n_classes, max_epochs)
+            checks.append(("flat", flat, curve, f"its flat line {flat:.3f} (chance 1/{n_classes} plus "
+                                                f"{FLAT_SHARE:g} of the way to 1)"))
+        ref = self.reference_run(trainer)
+        if ref is not None:
+            checks.append(("worse_than_best", ref[0], ref[1], f"{ref[2]}, which ended at {ref[0]:.3f}"))
+        fired = []
+        for call, value, curve, what in checks:
+            p = m.prob_worse(self.values, value, curve, max_epochs)
+            if p >= threshold:
+                fired.append(Verdict(call, step, f"P(ends at or below {what}) = {p:.2f} ≥ {threshold:.2f} after "
+                                                 f"epoch {epoch} of {max_epochs} ({self.monitor} "
+                                                 f"{self.values[-1]:.3f})", planned, epoch, p, threshold,
+                                     {"reference": value}))
+        if fired:  # a call that stops wins over one that only flags; a flag already recorded is not repeated
+            verdict = next((v for v in fired if v.call in self.stop_on), fired[0])
+            if verdict.call in self.stop_on or self.verdict is None or self.verdict.call != verdict.call:
+                self._act(trainer, verdict)
+        elif self.verdict is None:  # the first healthy epoch is recorded once, so a record says it was watched
+            self.verdict = Verdict("ok", step, f"{self.monitor} {self.values[-1]:.3f} after epoch {epoch}: not "
+                                               "called", planned, epoch, None, threshold)
+            self._record(trainer, self.verdict, "none")
+
     def _record(self, trainer: Any, verdict: Verdict, action: str) -> None:
         run = self._target_run(trainer)
         if run is None:
@@ -376,40 +268,10 @@ class GoneBadCallback(pl.Callback):
         info["action"] = action
         try:
             tags = list(run.log.get(run.id, metrics=False).get("tags") or [])
-            tag = f"gone-bad:{verdict.call}"
-            run.update(gone_bad=info, planned_steps=verdict.planned_steps,
-                       tags=sorted(set(tags) | {tag}))
+            extra = {f"gone-bad:{verdict.call}"} if verdict.bad else set()
+            run.update(gone_bad=info, planned_steps=verdict.planned_steps, tags=sorted(set(tags) | extra))
         except Exception:  # recording must never break training
             pass
-
-    # -- Lightning hooks -------------------------------------------------------------
-    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-        loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
-        if loss is None:
-            return
-        try:
-            value = float(loss.detach()) if hasattr(loss, "detach") else float(loss)
-        except (TypeError, ValueError):
-            return
-        self.losses.append(value)
-        if self.verdict is not None and self.verdict.bad:
-            return
-        planned = self._planned(trainer)
-        w = self.detector.window_steps(planned)
-        n = len(self.losses)
-        if n > w:
-            if not math.isfinite(value):  # past the window, NaN still stops the run
-                v = Verdict("diverged", n - 1, f"loss is {value} at step {n - 1} (after the window)", planned)
-                self._act(trainer, v)
-            return
-        if math.isfinite(value) and n % self.check_every and n < w:
-            return
-        v = self.detector.check(self.losses, planned, self.reference_curves(), final=n >= w)
-        if v.bad:
-            self._act(trainer, v)
-        elif n >= w and self.verdict is None:
-            self.verdict = v
-            self._record(trainer, v, "none")
 
     def _act(self, trainer: Any, v: Verdict) -> None:
         self.verdict = v
@@ -427,7 +289,7 @@ def train_watched(command: Any, data: str | None = None, *, callback: GoneBadCal
     """Train a baseline command synchronously with a :class:`GoneBadCallback` watching it.
 
     Training is :func:`workbench.jobs.run_training`; the run ends ``stopped`` when the
-    detector stopped it (its record's ``gone_bad`` field says why), else ``trained``;
+    callback stopped it (its record's ``gone_bad`` field says why), else ``trained``;
     ``failed`` on an exception (re-raised). Returns ``{"run_id", "status", "verdict"}``.
     """
     from ..jobs import StopFlag, run_training

@@ -7,29 +7,70 @@ their stop points). Trials tagged ``prior`` (warm-start evidence from other task
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import paths
+from .replay import SHIPPED_METADATASET, MetaDataset
 
-__all__ = ["study_storage", "own_trials", "trials_frame", "anytime_curve", "pruned_trials"]
+if TYPE_CHECKING:
+    from ..runlog import RunLog
+    from .space import SearchSpace
+
+__all__ = ["study_storage", "rdb_url", "own_trials", "check_trial_budget", "memory_of", "trials_frame", "anytime_curve", "pruned_trials"]
+
+
+def rdb_url(url: str) -> str:
+    """An RDB URL for SQLAlchemy: ``postgresql://`` goes through psycopg 3 (the run log's driver).
+
+    SQLAlchemy reads a bare ``postgresql://`` (or ``postgres://``) as psycopg2, which the workbench
+    does not install; a URL naming its driver (``postgresql+…://``) is kept as given.
+    """
+    import importlib.util
+
+    m = re.match(r"(postgresql|postgres)://", url)
+    if m and importlib.util.find_spec("psycopg2") is None:
+        return "postgresql+psycopg://" + url[m.end():]
+    return url
 
 
 def study_storage(storage: str | None, name: str):
-    """An Optuna storage: an RDB URL as given, else a journal file (a path, or the default one)."""
+    """An Optuna storage: an RDB URL (see :func:`rdb_url`), else a journal file (a path, or the default one)."""
     import optuna
     from optuna.storages.journal import JournalFileBackend
 
     if storage and "://" in storage:
-        return optuna.storages.RDBStorage(storage)
+        return optuna.storages.RDBStorage(rdb_url(storage))
     path = Path(storage).expanduser() if storage else paths.home() / "studies" / f"{name}.journal"
     path.parent.mkdir(parents=True, exist_ok=True)
     return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
 
 
 def own_trials(study: Any, states: Any = None) -> list:
-    """The study's own trials (warm-start priors left out)."""
-    return [t for t in study.get_trials(deepcopy=False, states=states) if not t.user_attrs.get("prior")]
+    """The study's own trials (warm-start priors and trials refused as over the budget left out)."""
+    return [t for t in study.get_trials(deepcopy=False, states=states)
+            if not t.user_attrs.get("prior") and not t.user_attrs.get("over_budget")]
+
+
+def check_trial_budget(trial: Any, kind: str, amount: float) -> None:
+    """Refuse a trial numbered past a trial budget (another worker asked first): nothing is trained.
+
+    Optuna's stop callbacks run after a trial, so a worker that had not asked yet when another
+    finished would overshoot; trial numbers come from the storage, so counting the trials numbered
+    before this one is exact. The refused trial is tagged ``over_budget`` (left out of
+    :func:`own_trials`).
+    """
+    import optuna
+
+    if kind != "trials":
+        return
+    counted = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.RUNNING)
+    before = sum(t.state in counted and "repeat_of" not in t.user_attrs
+                 for t in own_trials(trial.study) if t.number < trial.number)
+    if before >= amount:  # the worker's budget callback then stops it (this trial does not count)
+        trial.set_user_attr("over_budget", True)
+        raise optuna.TrialPruned("the trial budget was spent by the study's other workers")
 
 
 def trials_frame(study: Any):
@@ -76,3 +117,35 @@ def pruned_trials(study: Any):
              "curve": [t.intermediate_values[k] for k in sorted(t.intermediate_values)], **t.params}
             for t in own_trials(study, (optuna.trial.TrialState.PRUNED,)) if t.intermediate_values]
     return pd.DataFrame(rows)
+
+
+# -- the memory a study uses --------------------------------------------------------------------
+
+def _where(log: RunLog) -> str:
+    """The run log's location for a note, without any password a database URL carries."""
+    return re.sub(r"://[^@/]*@", "://", str(log.path))
+
+
+def _describe(md: MetaDataset) -> str:
+    return f"{len(md)} past task(s), {sum(len(t.curves) for t in md.tasks.values())} run(s)"
+
+
+def memory_of(history: Any, space: SearchSpace, log: RunLog, name: str) -> tuple[MetaDataset, str]:
+    """The memory of a study named ``name`` and a note saying what it is (which sources, how many past tasks and runs)."""
+    if history is None:
+        return MetaDataset({}, space), "memory: none (history=None)"
+    if isinstance(history, MetaDataset):
+        return history, f"memory: the given MetaDataset, {_describe(history)}"
+    if isinstance(history, str) and history == "auto":
+        own = MetaDataset.load(log, space, exclude_tags=[f"study:{name}"])
+        parts = [f"run log {_where(log)}: {_describe(own)}"]
+        hist = own
+        if SHIPPED_METADATASET.is_file():
+            shipped = MetaDataset.load(SHIPPED_METADATASET, space)
+            hist = shipped.merge(own)
+            parts.insert(0, f"shipped meta-dataset {SHIPPED_METADATASET}: {_describe(shipped)} on this space")
+        else:  # said, never silent: an install without the package data
+            parts.insert(0, f"shipped meta-dataset missing at {SHIPPED_METADATASET}")
+        return hist, f"memory: {_describe(hist)} ({'; '.join(parts)})"
+    hist = MetaDataset.load(history, space, exclude_tags=[f"study:{name}"])
+    return hist, f"memory: {history}: {_describe(hist)} on this space"

@@ -21,8 +21,10 @@
   ``$WORKBENCH_HOME/studies/<name>.journal``), or ``storage="postgresql://…"`` (any RDB URL)
   when several machines share it. Each trial is still a run in the shared run log.
 - Warm start (:mod:`workbench.meta.warmstart`) from the past tasks of ``history`` (default: this
-  run log plus the shipped meta-dataset when the space matches it); learned pruner
-  (:mod:`workbench.meta.pruning`) trained on the same history.
+  run log plus the shipped meta-dataset, package data found wherever the package is installed;
+  its runs count where they fit the space); learned pruner (:mod:`workbench.meta.pruning`)
+  trained on the same history, with the new task's nearest past tasks as its memory.
+  ``notes`` always says which memory was used and how many past tasks and runs it held.
 """
 from __future__ import annotations
 
@@ -36,14 +38,14 @@ from typing import Any, Mapping
 
 from ..runlog import RunLog
 from .common import stable_hash
-from .replay import MetaDataset, trial_value
+from .replay import SHIPPED_METADATASET, trial_value
 from .space import SearchSpace, SpaceError, load_space
-from .study import anytime_curve, own_trials as _own, pruned_trials, study_storage, trials_frame
+from .study import (anytime_curve, check_trial_budget, memory_of, own_trials as _own, pruned_trials, study_storage,
+                    trials_frame)
 
 __all__ = ["Budget", "TuneResult", "tune", "anytime_curve", "trials_frame", "pruned_trials", "study_storage",
            "SHIPPED_METADATASET", "PRUNERS", "SAMPLERS"]
 
-SHIPPED_METADATASET = Path(__file__).resolve().parents[2] / "benchmarks" / "data" / "metadataset.jsonl.gz"
 PRUNERS = ("learned", "median", "hyperband", "none")
 SAMPLERS = ("tpe", "random", "grid")
 _UNITS = {"trials": "trials", "trial": "trials", "t": "trials", "epochs": "epochs", "epoch": "epochs",
@@ -182,6 +184,7 @@ class _Spec:
     task: dict | None
     started: float
     workers: int = 1
+    memory: Any = None
 
 
 def _make_sampler(spec: _Spec, space: SearchSpace, worker: int):
@@ -202,7 +205,7 @@ def _make_pruner(spec: _Spec):
     if not isinstance(spec.pruner, str):  # an Optuna pruner object given by the caller
         return spec.pruner
     if spec.pruner == "learned" and spec.model is not None:
-        return LearnedPruner(spec.model, max_epochs=spec.epochs)
+        return LearnedPruner(spec.model, max_epochs=spec.epochs, memory=spec.memory)
     if spec.pruner in ("median", "learned"):  # learned without history falls back (said in the notes)
         return optuna.pruners.MedianPruner(n_startup_trials=3)
     if spec.pruner == "hyperband":
@@ -232,6 +235,7 @@ def _objective(spec: _Spec, space: SearchSpace, log: RunLog):
     repeats = [0]
 
     def objective(trial: Any) -> float:
+        check_trial_budget(trial, spec.budget.kind, spec.budget.amount)
         params = space.suggest(trial)
         key = space.key_of(params)
         done = _own(trial.study, (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED))
@@ -315,17 +319,17 @@ def _run_worker(spec: _Spec, worker: int = 0, ready: Any = None, stop: Any = Non
 
 # -- the public entry point -----------------------------------------------------------------------
 
-def _history(history: Any, space: SearchSpace, log: RunLog, name: str) -> MetaDataset:
-    if history is None:
-        return MetaDataset({}, space)
-    if isinstance(history, MetaDataset):
-        return history
-    if isinstance(history, str) and history == "auto":
-        hist = MetaDataset.load(log, space, exclude_tags=[f"study:{name}"])
-        if SHIPPED_METADATASET.is_file():
-            hist = MetaDataset.load(SHIPPED_METADATASET, space).merge(hist)
-        return hist
-    return MetaDataset.load(history, space, exclude_tags=[f"study:{name}"])
+def _learned_pruner(hist: Any, feats: Mapping[str, Any]) -> tuple[Any, Any, str]:
+    """The learned pruner's model and the new task's memory (``None`` with fewer than 2 past tasks), and a note."""
+    from .pruning import fitted_model
+
+    if len(hist) < 2:
+        return None, None, "learned pruner: fewer than 2 past tasks with curves; MedianPruner instead"
+    model = fitted_model(hist)
+    memory = model.memory_for(feats)
+    return model, memory, (f"learned pruner: trained on {model.n_curves} curves of {model.n_tasks} past tasks "
+                           f"(mean threshold {model.threshold:.2f}); memory: "
+                           f"{', '.join(memory.names) if memory else 'none'}")
 
 
 def _checked(data: Any, space: Any, budget: Any, base: Mapping[str, Any] | None, pruner: Any, sampler: str,
@@ -384,7 +388,6 @@ def tune(data: str | os.PathLike, space: Any = None, budget: Any = "20 trials", 
     import optuna
 
     from .features import task_features
-    from .pruning import CurveModel
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     budget, root, sp, base_cmd = _checked(data, space, budget, base, pruner, sampler, workers, epochs)
@@ -398,15 +401,11 @@ def tune(data: str | os.PathLike, space: Any = None, budget: Any = "20 trials", 
     feats = task_features(root)
     task = {"path": str(root), "name": root.name, "fingerprint": feats["fingerprint"], "features": feats}
     result = TuneResult(name, study, sp, log_path=str(log.path))
-    hist = _history(history if (warm_start or pruner == "learned") else None, sp, log, name)
-    model = None
+    hist, memory_note = memory_of(history if (warm_start or pruner == "learned") else None, sp, log, name)
+    result.notes.append(memory_note)
+    model = memory = None
     if pruner == "learned":
-        if len(hist) >= 2:
-            model = CurveModel().fit(hist)
-            result.pruner_note = (f"learned pruner: trained on {model.n_curves} curves of {model.n_tasks} past "
-                                  f"tasks (threshold {model.threshold:.2f})")
-        else:
-            result.pruner_note = "learned pruner: fewer than 2 past tasks with curves; MedianPruner instead"
+        model, memory, result.pruner_note = _learned_pruner(hist, feats)
         result.notes.append(result.pruner_note)
     if warm_start and not study.trials:
         from .warmstart import warm_start as _ws
@@ -420,7 +419,7 @@ def tune(data: str | os.PathLike, space: Any = None, budget: Any = "20 trials", 
             for p in ws.enqueue():
                 study.enqueue_trial(p)
     spec = _Spec(name, str(root), sp.to_dict(), base_cmd, storage, str(log.path), budget, sampler, seed, pruner,
-                 model, int(base_cmd.get("epochs", 10)), test, task, time.time(), workers)
+                 model, int(base_cmd.get("epochs", 10)), test, task, time.time(), workers, memory)
     if workers == 1:
         _run_worker(spec, 0, stop=stop)
     else:

@@ -39,7 +39,9 @@ def replay_with_and_without_memory(task: str, metadataset: Any = None, *, seed: 
     model = CurveModel().fit(hist)
     out: dict[str, Any] = {"studies": {}, "warm_start": ws, "oracle": held.oracle}
     parts = {"without memory": (optuna.pruners.MedianPruner(), []),
-             "with memory": (LearnedPruner(model, max_epochs=md.epochs), [] if ws.cold else ws.enqueue())}
+             # the learned pruner with the held-out task's memory, as tune() gives it (trained with those features)
+             "with memory": (LearnedPruner(model, max_epochs=md.epochs, memory=model.memory_for(held.features, exclude=task)),
+                             [] if ws.cold else ws.enqueue())}
     for label, (pruner, enqueue) in parts.items():
         def keep(study: Any, label: str = label) -> None:
             out["studies"][label] = study

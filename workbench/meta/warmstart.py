@@ -4,8 +4,10 @@ Given the new task's meta-features and the past tasks' runs (a run log, an expor
 :class:`~workbench.meta.replay.MetaDataset`):
 
 1. **Nearest tasks.** Standardised meta-features (:func:`workbench.meta.recommend.task_distances`:
-   scalars plus the fixed backbone's embedding direction); the ``k`` nearest, weighted by
-   ``1 / distance``.
+   scalars plus the fixed backbone's embedding direction); when the new task is a scraped dataset
+   with text (queries, related searches, chips), :func:`neighbour_distances` adds how unlike the
+   past tasks' text is (``benchmarks/bench_retrieval.py`` measured it); the ``k`` nearest,
+   weighted by ``1 / distance``.
 2. **Out of distribution?** ``ood_score`` = distance to the nearest past task ÷ the median of
    the past tasks' own nearest-neighbour distances. Above ``ood_threshold`` the task is unlike
    anything stored: :attr:`WarmStart.cold` is set, nothing is enqueued, and the reason says so.
@@ -30,9 +32,12 @@ from typing import Any, Mapping, Sequence
 from .replay import MetaDataset, ReplayTask
 from .space import SearchSpace
 
-__all__ = ["WarmStart", "warm_start", "warm_start_configs", "global_prior", "ood_score", "normalised_values"]
+__all__ = ["WarmStart", "warm_start", "warm_start_configs", "global_prior", "ood_score", "normalised_values",
+           "neighbour_distances", "TEXT_WEIGHT"]
 
 OOD_THRESHOLD = 2.5
+#: Weight of the text term in :func:`neighbour_distances` (image distances are scaled to median 1).
+TEXT_WEIGHT = 1.0
 
 
 def normalised_values(task: ReplayTask) -> dict[str, float]:
@@ -43,10 +48,30 @@ def normalised_values(task: ReplayTask) -> dict[str, float]:
     return {k: (c.value - med) / span for k, c in task.curves.items()}
 
 
-def _distances(new: Mapping[str, Any], tasks: Sequence[ReplayTask]) -> list[float]:
+def neighbour_distances(new: Mapping[str, Any], tasks: Sequence[Mapping[str, Any]],
+                        text_weight: float = TEXT_WEIGHT) -> list[float]:
+    """Distances from meta-features ``new`` to each of ``tasks``, text included when ``new`` has any.
+
+    Image part: :func:`~workbench.meta.recommend.task_distances` divided by its median over
+    ``tasks`` (so the two parts share a scale). Text part: ``text_weight × (1 − similarity)`` of
+    the two tasks' ``text`` (:func:`workbench.scrape.text_similarity`; a past task without text
+    counts as similarity 0). Without text on the new task, or with ``text_weight=0``, this is
+    the image distance alone, unscaled.
+    """
     from .recommend import task_distances
 
-    return task_distances(new, [t.features for t in tasks])
+    d = task_distances(new, list(tasks))
+    if not text_weight or not new.get("text") or not d:
+        return d
+    from ..scrape import text_similarity
+
+    med = statistics.median(d) or 1.0
+    return [di / med + text_weight * (1.0 - (text_similarity(new["text"], t["text"]) if t.get("text") else 0.0))
+            for di, t in zip(d, tasks)]
+
+
+def _distances(new: Mapping[str, Any], tasks: Sequence[ReplayTask], text_weight: float = TEXT_WEIGHT) -> list[float]:
+    return neighbour_distances(new, [t.features for t in tasks], text_weight)
 
 
 def ood_score(new: Mapping[str, Any], tasks: Sequence[ReplayTask]) -> float:
@@ -133,13 +158,19 @@ def _prior_trials(tasks: Sequence[ReplayTask], weights: Sequence[float], space: 
 
 
 def warm_start(features: Mapping[str, Any], history: MetaDataset, k: int = 3, n_configs: int = 3,
-               prior: bool = True, ood_threshold: float = OOD_THRESHOLD) -> WarmStart:
-    """Neighbours, proposals and prior trials for a task with meta-features ``features``."""
+               prior: bool = True, ood_threshold: float = OOD_THRESHOLD,
+               text_weight: float = TEXT_WEIGHT) -> WarmStart:
+    """Neighbours, proposals and prior trials for a task with meta-features ``features``.
+
+    ``text_weight``: how much a scraped task's text counts in the neighbour search
+    (:func:`neighbour_distances`; 0 = image meta-features only). The out-of-distribution score
+    stays on image meta-features.
+    """
     tasks = [t for t in history.tasks.values() if t.features and t.curves]
     if not tasks:
         return WarmStart([], [], cold=True, ood=math.inf,
                          reason="cold start: the run log has no past tasks with stored meta-features and curves")
-    d = _distances(features, tasks)
+    d = _distances(features, tasks, text_weight)
     ood = ood_score(features, tasks)
     order = sorted(range(len(tasks)), key=lambda i: d[i])[:max(1, k)]
     near = [tasks[i] for i in order]

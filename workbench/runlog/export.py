@@ -1,6 +1,6 @@
 """Moving runs between run logs: JSON lines, one ``RunLog.get(id)`` record per line (gzip for ``.gz``).
 
-The same format ships meta-datasets of past runs (``benchmarks/data/``). Import is
+The same format ships meta-datasets of past runs (``workbench/meta/data/``). Import is
 idempotent by run id, refuses a malformed line by its number before anything is written,
 and never replaces a stored run that differs unless asked (``overwrite``).
 """
