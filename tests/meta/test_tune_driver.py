@@ -113,8 +113,11 @@ def test_cli_tune_and_sweep(folder, tmp_path, capsys):
     db = str(tmp_path / "cli.json")
     assert main(["tune", "--data", str(folder), "--budget", "2", "--epochs", "1", "--space", str(space),
                  "--pruner", "none", "--no-warm-start", "--db", db, "--json"]) == 0
-    out = json.loads(capsys.readouterr().out)
+    cap = capsys.readouterr()
+    out, err = json.loads(cap.out), cap.err
     assert len(out["trials"]) == 2 and out["best"]["run_id"]
+    # the progress: one line per finished trial, on stderr (stdout is the JSON)
+    assert "trial 0: complete" in err and "trial 1: complete" in err and "2/2 trials" in err, err
     assert main(["sweep", "--data", str(folder), "--space", str(space), "--epochs", "1", "--db", db,
                  "--no-test"]) == 0
     assert "2 trials" in capsys.readouterr().out

@@ -86,7 +86,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     res = tune(args.data, space=args.space, budget=args.budget, base=_base(args.base), name=args.name,
                log=_log(args.db), history=args.history or "auto", warm_start=not args.no_warm_start,
                pruner=args.pruner, workers=args.workers, storage=args.storage, seed=args.seed,
-               test=not args.no_test, epochs=args.epochs)
+               test=not args.no_test, epochs=args.epochs, progress=True)
     return _report(res, args.json)
 
 
@@ -103,5 +103,5 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     res = tune(args.data, space=space, budget=f"{n} trials", base=_base(args.base), name=args.name,
                log=_log(args.db), history=None, warm_start=False, pruner="none", sampler=args.strategy,
                workers=args.workers, storage=args.storage, seed=args.seed, test=not args.no_test,
-               epochs=args.epochs)
+               epochs=args.epochs, progress=True)
     return _report(res, args.json)

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from ..runlog import RunLog
     from .space import SearchSpace
 
-__all__ = ["study_storage", "rdb_url", "own_trials", "check_trial_budget", "memory_of", "trials_frame", "anytime_curve", "pruned_trials"]
+__all__ = ["progress_line", "study_storage", "rdb_url", "own_trials", "check_trial_budget", "memory_of", "trials_frame", "anytime_curve", "pruned_trials"]
 
 
 def rdb_url(url: str) -> str:
@@ -149,3 +149,28 @@ def memory_of(history: Any, space: SearchSpace, log: RunLog, name: str) -> tuple
         return hist, f"memory: {_describe(hist)} ({'; '.join(parts)})"
     hist = MetaDataset.load(history, space, exclude_tags=[f"study:{name}"])
     return hist, f"memory: {history}: {_describe(hist)} on this space"
+
+
+def progress_line(name: str, kind: str, amount: float, spent: Any) -> Any:
+    """An Optuna callback printing ``[study] trial N: state value · best · spent/budget`` to stderr.
+
+    ``kind``: the budget's unit (``trials``/``epochs``/``seconds``); ``spent(study)``: how much is used.
+    """
+    import sys
+
+    import optuna
+
+    unit = {"trials": "trials", "epochs": "epochs", "seconds": "s"}[kind]
+
+    def report(study: Any, trial: Any) -> None:
+        if trial.user_attrs.get("over_budget"):
+            return
+        done = [t.value for t in own_trials(study, (optuna.trial.TrialState.COMPLETE,)) if t.value is not None]
+        how = trial.state.name.lower() + (f" at epoch {trial.user_attrs['pruned_epoch']}"
+                                          if "pruned_epoch" in trial.user_attrs else "")
+        value = f" {trial.value:.4f}" if trial.value is not None else ""
+        best = f" · best {max(done):.4f}" if done else ""
+        print(f"[{name}] trial {trial.number}: {how}{value}{best} · {spent(study):.0f}/{amount:g} {unit}",
+              file=sys.stderr, flush=True)
+
+    return report

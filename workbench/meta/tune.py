@@ -40,8 +40,8 @@ from ..runlog import RunLog
 from .common import stable_hash
 from .replay import SHIPPED_METADATASET, trial_value
 from .space import SearchSpace, SpaceError, load_space
-from .study import (anytime_curve, check_trial_budget, memory_of, own_trials as _own, pruned_trials, study_storage,
-                    trials_frame)
+from .study import (anytime_curve, check_trial_budget, memory_of, own_trials as _own, progress_line, pruned_trials,
+                    study_storage, trials_frame)
 
 __all__ = ["Budget", "TuneResult", "tune", "anytime_curve", "trials_frame", "pruned_trials", "study_storage",
            "SHIPPED_METADATASET", "PRUNERS", "SAMPLERS"]
@@ -185,6 +185,7 @@ class _Spec:
     started: float
     workers: int = 1
     memory: Any = None
+    progress: bool = False
 
 
 def _make_sampler(spec: _Spec, space: SearchSpace, worker: int):
@@ -313,8 +314,11 @@ def _run_worker(spec: _Spec, worker: int = 0, ready: Any = None, stop: Any = Non
     if _spent(study, spec) >= spec.budget.amount:
         return
     timeout = spec.budget.amount - (time.time() - spec.started) if spec.budget.kind == "seconds" else None
-    study.optimize(_objective(spec, space, log), timeout=timeout, callbacks=[stop_when_spent],
-                   catch=(Exception,))
+    callbacks = [stop_when_spent]
+    if spec.progress:
+        callbacks.append(progress_line(spec.name, spec.budget.kind, spec.budget.amount, lambda st: _spent(st, spec)))
+    study.optimize(_objective(spec, space, log), timeout=timeout, callbacks=callbacks, catch=(Exception,))
+
 
 
 # -- the public entry point -----------------------------------------------------------------------
@@ -363,7 +367,7 @@ def tune(data: str | os.PathLike, space: Any = None, budget: Any = "20 trials", 
          *, name: str | None = None, log: RunLog | None = None, history: Any = "auto", warm_start: bool = True,
          pruner: Any = "learned", sampler: str = "tpe", workers: int = 1, storage: str | None = None, seed: int = 0,
          test: bool = True, k: int = 3, n_enqueue: int = 3, priors: bool = False,
-         epochs: int | None = None, stop: Any = None) -> TuneResult:
+         epochs: int | None = None, stop: Any = None, progress: bool = False) -> TuneResult:
     """Tune a training command for the image folder ``data`` (see the module docstring).
 
     Args:
@@ -384,6 +388,7 @@ def tune(data: str | os.PathLike, space: Any = None, budget: Any = "20 trials", 
         storage: an RDB URL (``postgresql://…``, ``sqlite:///…``) or a journal file path.
         test: test every trial on its held-out split.
         stop: a ``threading.Event``; once set, no new trial starts (the one running finishes). One worker only.
+        progress: print one line per finished trial to stderr (the CLI's progress; every worker prints its own).
     """
     import optuna
 
@@ -419,7 +424,7 @@ def tune(data: str | os.PathLike, space: Any = None, budget: Any = "20 trials", 
             for p in ws.enqueue():
                 study.enqueue_trial(p)
     spec = _Spec(name, str(root), sp.to_dict(), base_cmd, storage, str(log.path), budget, sampler, seed, pruner,
-                 model, int(base_cmd.get("epochs", 10)), test, task, time.time(), workers, memory)
+                 model, int(base_cmd.get("epochs", 10)), test, task, time.time(), workers, memory, progress)
     if workers == 1:
         _run_worker(spec, 0, stop=stop)
     else:
