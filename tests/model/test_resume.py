@@ -3,6 +3,8 @@ record, ends with exactly the planned steps, logs no step twice and misses none,
 order and augmentation seeds restored — ends where an uninterrupted run ends."""
 from __future__ import annotations
 
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -80,18 +82,28 @@ def test_a_sigkilled_subprocess_run_resumes_to_the_planned_steps_and_the_same_re
     cmd = fast_command(name="killed", checkpoint_every_s=0.005, **LONG)  # every few steps, however fast
     job = jobs.start_training(cmd, sixty, log=runlog, mode="subprocess")
     ckpt = Path(runlog.get(job.run_id, metrics=False)["dir"]) / "checkpoints" / "last.ckpt"
-    t0, step = time.monotonic(), 0
+    def mid_epoch_step() -> int | None:
+        """The committed checkpoint's step when it is inside an epoch with more steps logged after it."""
+        try:
+            step = int(load_checkpoint(ckpt)["global_step"])
+        except Exception:  # (missing, or replaced while being read)
+            return None
+        ok = step % PER_EPOCH and step < 11 * PER_EPOCH and len(runlog.read_metrics(job.run_id)) > step + 2
+        return step if ok else None
+
+    pid, t0, step = job._proc.pid, time.monotonic(), None
     while time.monotonic() - t0 < 120 and not job.done:  # a committed checkpoint inside an epoch, then more steps
-        if ckpt.is_file():
-            try:
-                step = int(load_checkpoint(ckpt)["global_step"])
-            except Exception:  # (replaced while being read)
-                step = 0
-            if step % PER_EPOCH and step < 11 * PER_EPOCH and len(runlog.read_metrics(job.run_id)) > step + 2:
+        if mid_epoch_step() is not None:
+            # Freeze the process and look again: a newer (epoch-end) checkpoint may have been committed
+            # between the look and the kill (seen once on a loaded machine: resumed from step 21).
+            os.kill(pid, signal.SIGSTOP)
+            step = mid_epoch_step()
+            if step is not None:
                 break
+            os.kill(pid, signal.SIGCONT)
         time.sleep(0.02)
-    assert not job.done, "the run ended before it could be killed"
-    job.kill()  # SIGKILL: no handler, no goodbye
+    assert not job.done and step is not None, "the run ended before it could be killed"
+    job.kill()  # SIGKILL (of the frozen process): no handler, no goodbye
     rec = runlog.get(job.run_id)
     assert rec["status"] == "crashed" and len(_losses(rec)) > step
     again = jobs.resume(job.run_id, log=runlog, mode="subprocess")  # python -m workbench resume RUN
