@@ -10,10 +10,10 @@ import gzip
 import json
 import os
 import stat
-import tempfile
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Iterable, Iterator
 
+from .. import paths
 from .errors import RunLogError
 from .records import dumps_record, record_problems
 
@@ -37,25 +37,15 @@ def export_runs(log: "RunLog", path: str | os.PathLike, runs: Iterable[str] | No
         recs: Iterable[dict[str, Any]] = log.runs()
     else:
         recs = [log.get(r, metrics=False) for r in runs]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
     n = 0
-    try:
-        with _open(Path(tmp), "wb", gz=path.name.endswith(".gz")) as fh:
+    with paths.replacing(path) as tmp:  # a fresh mkstemp name, renamed over ``path`` or removed
+        with _open(tmp, "wb", gz=path.name.endswith(".gz")) as fh:
             for rec in recs:
                 rec = dict(rec)
                 rec["dir"] = str(log.run_dir(rec["id"]))
                 rec["metrics"] = log.read_metrics(rec["id"])
                 fh.write(dumps_record(rec).encode("utf-8") + b"\n")
                 n += 1
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
     return n
 
 
