@@ -14,6 +14,7 @@ from typing import Any, Mapping, Sequence
 
 import ipywidgets as W
 
+from ..meta.common import flatten
 from ..provenance import lineage_text, lr_find_text, resume_text
 from ..runlog.records import RunRecord
 from ..runlog import STATUSES
@@ -30,23 +31,12 @@ def _result(rec: dict) -> str:
     return "" if score is None else str(score)
 
 
-def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}.{k}" if prefix else str(k)
-        if isinstance(v, Mapping) and v:
-            out.update(_flat(v, key))
-        else:
-            out[key] = v
-    return out
-
-
 def command_defaults(config: Mapping[str, Any]) -> dict[str, Any]:
     """The flattened defaults of a command of the record's kind (``{}`` when it is not a training command)."""
     from ..commands import parse
 
     try:
-        return _flat(parse({"kind": config.get("kind", "baseline")}).to_dict())
+        return flatten(parse({"kind": config.get("kind", "baseline")}).to_dict())
     except (ValueError, TypeError):
         return {}
 
@@ -54,7 +44,7 @@ def command_defaults(config: Mapping[str, Any]) -> dict[str, Any]:
 def config_table(config: Mapping[str, Any]) -> str:
     """The config as a key/value table: keys that differ from the command's defaults first, the
     defaults folded away in a ``<details>`` block."""
-    flat = _flat(config)
+    flat = flatten(config)
     defaults = command_defaults(config)
     changed = {k: v for k, v in flat.items() if k not in defaults or defaults[k] != v}
     same = {k: v for k, v in flat.items() if k not in changed}
